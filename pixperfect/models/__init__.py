@@ -1,0 +1,6 @@
+"""Networks: the CM-GAN-style refiner, its discriminator, and the blocks they share."""
+
+from pixperfect.models.discriminator import MaskConditionedDiscriminator
+from pixperfect.models.refiner import CMGANRefiner
+
+__all__ = ["CMGANRefiner", "MaskConditionedDiscriminator"]

@@ -1,0 +1,1 @@
+"""Training: the LightningModule (GAN step), EMA, validation metrics and the run wiring."""
