@@ -40,7 +40,7 @@ def write_demo_shards(cache_dir: str | os.PathLike) -> tuple[str, str]:
         path = root / f"{split}-000000.tar"
         if not path.is_file():
             tmp = path.with_suffix(".tar.tmp")
-            with wds.TarWriter(str(tmp)) as sink:
+            with wds.TarWriter(str(tmp), mtime=0.0) as sink:  # fixed mtime: byte-reproducible shards
                 for name in names:
                     buf = io.BytesIO()
                     Image.fromarray(_photo(name)).convert("RGB").save(buf, format="PNG")

@@ -74,7 +74,7 @@ def make_shards(src: str | os.PathLike, out: str | os.PathLike, maxcount: int = 
                unit="img", disable=quiet, desc=f"shards → {out}")
     for i in todo:
         tmp = paths[i].with_suffix(".tar.tmp")
-        with wds.TarWriter(str(tmp)) as sink:
+        with wds.TarWriter(str(tmp), mtime=0.0) as sink:  # fixed mtime: byte-reproducible shards
             for path in files[i * maxcount:(i + 1) * maxcount]:
                 sink.write(make_sample(src, path))
                 bar.update(1)

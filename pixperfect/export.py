@@ -41,7 +41,7 @@ def export_refiner(refiner: nn.Module, out_dir: str | Path) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (what ``Refiner.from_pretrained`` reads)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    refiner.save_pretrained(out, safe_serialization=True)
+    refiner.save_pretrained(out)
     return out
 
 

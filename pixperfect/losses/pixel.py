@@ -19,7 +19,7 @@ class L1Loss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None):
         err = (pred - target).abs()
-        if self.mask_weight and mask is not None:
+        if self.mask_weight and mask is not None and err.ndim == 4 and err.shape[-2:] == mask.shape[-2:]:
             err = err * (1.0 + self.mask_weight * mask)
         loss = err.mean()
         return loss, {"l1": loss.detach()}

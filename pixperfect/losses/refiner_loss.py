@@ -81,7 +81,9 @@ class RefinerLoss(nn.Module):
         return sorted({s.discriminator for s in self.spaces.values() if s.adv_weight > 0})
 
     def active(self, step: int) -> dict[str, float]:
-        return {name: s.schedule(step) for name, s in self.spaces.items() if s.schedule(step) > 0}
+        """Spaces with a non-zero weight at this step (and whose space could be built)."""
+        return {name: s.schedule(step) for name, s in self.spaces.items()
+                if s.schedule(step) > 0 and getattr(s.space, "available", True)}
 
     @torch.no_grad()
     def fit_maps(self, x_pred: torch.Tensor, batch: Mapping[str, torch.Tensor], step: int,
@@ -100,6 +102,8 @@ class RefinerLoss(nn.Module):
         for name, weight in self.active(step).items():
             term = self.spaces[name]
             f = maps[name]
+            if not getattr(term.space, "detach_coefficients", True):
+                f = term.space.refit_with_grad(f, x_pred, x_gt, mask)
             pred_s, gt_s = f(x_pred), f(x_gt)
             loss_l1, _ = self.l1(pred_s, gt_s, mask)
             space_loss = term.l1_weight * loss_l1

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from pixperfect.models.pretrained import PretrainedMixin
 from pixperfect.models.blocks import Conv2d, DownBlock, lrelu
 from pixperfect.utils import check_image_and_mask
 
 
-class MaskConditionedDiscriminator(ModelMixin, ConfigMixin):
+class MaskConditionedDiscriminator(nn.Module, PretrainedMixin):
     """Residual downsampling stages over ``channels`` → a 1-channel map of patch logits.
 
     Input image in [0, 1] (mapped to [-1, 1] inside), mask N×1×H×W. Output N×1×H/2^k×W/2^k

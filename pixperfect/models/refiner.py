@@ -2,8 +2,8 @@
 
 It takes an LDM-edited image and its edit mask and predicts a residual that removes the
 low-level artifacts (colour shift, texture mismatch, seams) at and around the edit.
-A diffusers ``ModelMixin``: ``save_pretrained``/``from_pretrained`` write and read
-``config.json`` + ``model.safetensors`` with no Lightning or Hydra involved.
+``save_pretrained``/``from_pretrained`` write and read ``config.json`` + ``model.safetensors``
+with no Lightning or Hydra involved.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from pixperfect.models.pretrained import PretrainedMixin
 from pixperfect.models.blocks import (
     Conv2d,
     DownBlock,
@@ -27,7 +27,7 @@ from pixperfect.models.blocks import (
 from pixperfect.utils import check_image_and_mask, pad_to_multiple
 
 
-class CMGANRefiner(ModelMixin, ConfigMixin):
+class CMGANRefiner(nn.Module, PretrainedMixin):
     """Encoder (stride-2 stages) → FFC bottleneck → global code → cascaded modulation decoder.
 
     Args:
@@ -41,8 +41,6 @@ class CMGANRefiner(ModelMixin, ConfigMixin):
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
     The last layer is zero-initialised, so an untrained refiner returns its input exactly.
     """
-
-    config_name = "config.json"
 
     @register_to_config
     def __init__(

@@ -12,9 +12,17 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return ((pred - target).abs() * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
+PSNR_CAP_DB = 60.0
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR (dB) over the whole image, data range 1; N values."""
-    return peak_signal_noise_ratio(pred.float(), target.float(), data_range=1.0, reduction="none", dim=(1, 2, 3))
+    """Per-sample PSNR (dB) over the whole image, data range 1; N values.
+
+    Capped at 60 dB: a sample the simulation left untouched has infinite PSNR for the input,
+    which would turn every mean into inf.
+    """
+    value = peak_signal_noise_ratio(pred.float(), target.float(), data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return value.clamp(max=PSNR_CAP_DB)
 
 
 def paste_back(x_gen: torch.Tensor, x_gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,187 @@
+"""Benchmarks that print JSON lines. Compare ratios within one run; absolute times only from a GPU.
+
+    python -m evaluation.bench refiner   # cmgan forward @512² b1, cmgan_small train step @256² b8
+    python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; pooling N=8 batched vs sequential
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in milliseconds (synchronising CUDA)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def emit(**record) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def bench_refiner(device: torch.device, repeats: int) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pixperfect.losses import L1Loss, NonSaturatingAdversarialLoss, RefinerLoss, SpaceLoss
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        big = compose(config_name="train", overrides=["model=cmgan"]).model
+        small = compose(config_name="train", overrides=["model=cmgan_small"]).model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    refiner = instantiate(big.refiner).to(device).eval()
+    x = torch.rand(1, 3, 512, 512, device=device)
+    m = torch.zeros(1, 1, 512, 512, device=device)
+    m[..., 128:384, 128:384] = 1
+
+    @torch.no_grad()
+    def forward():
+        with autocast:
+            refiner(x, m)
+
+    emit(bench="refiner_forward", model="cmgan", resolution=512, batch=1,
+         params_M=round(sum(p.numel() for p in refiner.parameters()) / 1e6, 2),
+         ms=round(timed(forward, device, repeats), 2), precision="bf16" if device.type == "cuda" else "fp32",
+         device=device_name(device))
+
+    g = instantiate(small.refiner).to(device)
+    d = instantiate(small.discriminator).to(device)
+    loss = RefinerLoss({"pixel": SpaceLoss(lpips_weight=0.0)}, l1=L1Loss(),
+                       adversarial=NonSaturatingAdversarialLoss(input_noise_std=0.05))
+    opt_g = torch.optim.Adam(g.parameters(), lr=5e-4, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(d.parameters(), lr=5e-4, betas=(0.0, 0.99))
+    batch = {"x_gen": torch.rand(8, 3, 256, 256, device=device), "x_gt": torch.rand(8, 3, 256, 256, device=device),
+             "mask": (torch.rand(8, 1, 256, 256, device=device) > 0.5).float()}
+
+    def train_step():
+        with autocast:
+            x_pred = g(batch["x_gen"], batch["mask"])
+            maps = loss.fit_maps(x_pred, batch, 0)
+            d_loss, _ = loss.discriminator_loss(x_pred.detach(), batch, maps, {"pixel": d}, 0)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        d.requires_grad_(False)
+        with autocast:
+            g_loss, _ = loss.generator_loss(x_pred, batch, maps, {"pixel": d}, 0)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        d.requires_grad_(True)
+
+    emit(bench="train_step", model="cmgan_small", resolution=256, batch=8, lpips=False,
+         ms=round(timed(train_step, device, repeats), 2), device=device_name(device))
+
+
+def _lpips_for_timing(device: torch.device):
+    """Pretrained LPIPS when cached; otherwise the same network with a random trunk (same cost)."""
+    import lpips
+
+    from pixperfect.losses.perceptual import backbone_cache_path
+
+    pretrained = backbone_cache_path("vgg")[0].is_file()
+    model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=not pretrained, verbose=False)
+    return model.to(device).eval().requires_grad_(False), pretrained
+
+
+def bench_losses(device: torch.device, repeats: int, batch: int = 32, resolution: int = 512) -> None:
+    """Tone-map fit + apply vs pixel-space L1 + LPIPS on the same batch (target: fit ≤ 10%)."""
+    from pixperfect.losses.discriminative import DiscriminativeSpace
+
+    g = torch.Generator(device=device).manual_seed(0)
+    x_gt = torch.rand(batch, 3, resolution, resolution, device=device, generator=g)
+    x_pred = (x_gt + 0.05 * torch.randn(x_gt.shape, device=device, generator=g)).clamp(0, 1)
+    mask = torch.zeros(batch, 1, resolution, resolution, device=device)
+    mask[..., resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
+    space = DiscriminativeSpace(degree=6)
+    lp, pretrained = _lpips_for_timing(device)
+
+    @torch.no_grad()
+    def fit_apply():
+        f = space.fit(x_pred, x_gt, mask, generator=g)
+        f(x_pred), f(x_gt)
+
+    @torch.no_grad()
+    def pixel_terms():
+        (x_pred - x_gt).abs().mean()
+        lp(x_pred * 2 - 1, x_gt * 2 - 1).mean()
+
+    t_fit = timed(fit_apply, device, repeats)
+    t_pix = timed(pixel_terms, device, repeats)
+    emit(bench="tone_map_fit_apply", batch=batch, resolution=resolution, degree=6, ms=round(t_fit, 2),
+         device=device_name(device))
+    emit(bench="pixel_l1_lpips", batch=batch, resolution=resolution, lpips_pretrained=pretrained,
+         ms=round(t_pix, 2), device=device_name(device))
+    emit(bench="fit_vs_pixel_terms", ratio=round(t_fit / t_pix, 4), target="<= 0.10", device=device_name(device))
+
+
+def bench_pooling(device: torch.device, repeats: int, pool: int = 8, resolution: int = 256,
+                  model: str = "cmgan_small") -> None:
+    """Pooling with N variants in one batched forward vs N sequential N=1 forwards."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pixperfect import Refiner
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model}"]).model
+    refiner = Refiner(instantiate(cfg.refiner).to(device))
+    image = torch.rand(1, 3, resolution, resolution, device=device)
+    mask = torch.zeros(1, 1, resolution, resolution, device=device)
+    mask[..., resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
+    batched = timed(lambda: refiner(image, mask, pool=pool, generator=torch.Generator(device=device).manual_seed(0)),
+                    device, repeats)
+    sequential = timed(lambda: [refiner(image, mask) for _ in range(pool)], device, repeats)
+    emit(bench="pooling", model=model, resolution=resolution, pool=pool, batched_ms=round(batched, 2),
+         sequential_ms=round(sequential, 2), speedup=round(sequential / batched, 3), device=device_name(device))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["refiner", "losses"], help="which benchmark")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32, help="losses: batch size")
+    parser.add_argument("--resolution", type=int, default=512, help="losses: image side")
+    parser.add_argument("--pool-resolution", type=int, default=256, help="pooling: image side")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.what == "refiner":
+        bench_refiner(device, args.repeats)
+    else:
+        bench_losses(device, args.repeats, batch=args.batch, resolution=args.resolution)
+        bench_pooling(device, args.repeats, resolution=args.pool_resolution)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Inference: the ``Refiner`` pipeline."""
+
+from pixperfect.inference.refiner import Refiner
+
+__all__ = ["Refiner"]
