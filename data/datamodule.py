@@ -140,6 +140,13 @@ class ShardDataModule(L.LightningDataModule):
             if self.val_set.skipped:
                 log.warning("validation set: %d corrupt samples skipped", self.val_set.skipped)
 
+    def preview_raw_samples(self, n: int) -> list[dict]:
+        """The first ``n`` readable raw samples of the validation (or training) shards."""
+        urls = self.val_shards or self.train_shards
+        urls = wds.shardlists.expand_urls(urls) if isinstance(urls, str) else list(urls)
+        samples = wds.tariterators.tarfile_samples(({"url": u} for u in urls), handler=SkipCounter().handler)
+        return [s for _, s in zip(range(n), samples)]
+
     def set_epoch(self, epoch: int) -> None:
         if self.train_set is not None:
             self.train_set.set_epoch(epoch)

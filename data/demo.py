@@ -18,6 +18,7 @@ from data.datamodule import ShardDataModule
 TRAIN_PHOTOS = ("astronaut", "coffee", "hubble_deep_field", "immunohistochemistry", "retina",
                 "stereo_motorcycle_left", "stereo_motorcycle_right")
 VAL_PHOTOS = ("chelsea", "rocket")
+MAX_SIDE = 512  # stored downscaled: decoding 1411² PNGs would starve a single CPU data worker
 
 
 def _photo(name: str) -> np.ndarray:
@@ -43,7 +44,9 @@ def write_demo_shards(cache_dir: str | os.PathLike) -> tuple[str, str]:
             with wds.TarWriter(str(tmp), mtime=0.0) as sink:  # fixed mtime: byte-reproducible shards
                 for name in names:
                     buf = io.BytesIO()
-                    Image.fromarray(_photo(name)).convert("RGB").save(buf, format="PNG")
+                    im = Image.fromarray(_photo(name)).convert("RGB")
+                    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+                    im.save(buf, format="PNG")
                     sink.write({"__key__": name, "png": buf.getvalue()})
             os.replace(tmp, path)
         paths.append(str(path))

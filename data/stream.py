@@ -60,7 +60,8 @@ class SampleProcessor:
         self.hflip = hflip
         self.use_shard_masks = use_shard_masks
 
-    def __call__(self, raw: dict, seed: int, random_crop: bool = True) -> dict:
+    def prepare(self, raw: dict, seed: int, random_crop: bool = True):
+        """Decode and crop: (sample dict, image 3×R×R, object mask or None, the sample's generator)."""
         sample = decode_sample(raw)
         image, mask = sample["image"], sample.get("mask") if self.use_shard_masks else None
         g = torch.Generator().manual_seed(seed)
@@ -81,8 +82,13 @@ class SampleProcessor:
         if random_crop and self.hflip and bool(torch.rand((), generator=g) < 0.5):
             image = image.flip(-1)
             mask = None if mask is None else mask.flip(-1)
+        return sample, image, mask, g
+
+    def __call__(self, raw: dict, seed: int, random_crop: bool = True) -> dict:
+        sample, image, mask, g = self.prepare(raw, seed, random_crop)
         out = self.simulation(image, generator=g, mask=mask)
-        result = {"x_gt": out["x_gt"], "x_gen": out["x_gen"], "mask": out["mask"], "key": sample["key"]}
+        result = {k: out[k] for k in ("x_gt", "x_gen", "mask", "alpha", "vae")}
+        result["key"] = sample["key"]
         if "caption" in sample:
             result["caption"] = sample["caption"]
         return result

@@ -2,6 +2,7 @@
 
     python -m evaluation.bench refiner   # cmgan forward @512² b1, cmgan_small train step @256² b8
     python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; pooling N=8 batched vs sequential
+    python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
 """
 
 from __future__ import annotations
@@ -165,9 +166,108 @@ def bench_pooling(device: torch.device, repeats: int, pool: int = 8, resolution:
          sequential_ms=round(sequential, 2), speedup=round(sequential / batched, 3), device=device_name(device))
 
 
+def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, n: int = 24) -> None:
+    """CPU part: img/s on one core at 512², with a per-op breakdown; device part: ms/img of the VAE
+    round trip (TAEF2 from paths.taef2_dir when present)."""
+    import cv2
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from data.stream import SampleProcessor
+    from pixperfect.utils import stable_seed
+    from simulation.ops.texture import TextureMismatch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["simulation=default"])
+    pipe = instantiate(cfg.simulation)
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    photos = _bench_photos(cfg, resolution)
+    raws = []
+    for p in photos:
+        buf = io.BytesIO()
+        Image.fromarray((p.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(buf, format="JPEG", quality=95)
+        raws.append({"__key__": f"k{len(raws)}", "jpg": buf.getvalue()})
+    processor = SampleProcessor(resolution, pipe)
+
+    # per-op breakdown, each op timed on its own inputs
+    timings: dict[str, float] = {}
+
+    def clock(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - t0)
+        return out
+
+    texture = pipe.texture or TextureMismatch()
+    from simulation.ops.texture import gaussian_blur, jpeg
+    for i in range(n):
+        g = torch.Generator().manual_seed(i)
+        raw = raws[i % len(raws)]
+        _, image, _, _ = clock("decode+crop", lambda: processor.prepare(raw, stable_seed(i)))
+        mask = clock("masks", lambda: pipe.masks(resolution, resolution, g))
+        if pipe.color_shift is not None:
+            clock("color_shift", lambda: pipe.color_shift(image, mask, g))
+        clock("texture.smooth", lambda: gaussian_blur(image, 1.5))
+        clock("texture.jpeg", lambda: jpeg(image, 60))
+        clock("texture.noise", lambda: image + 0.02 * torch.randn(image.shape, generator=g))
+        if pipe.content_band is not None:
+            clock("content_band", lambda: pipe.content_band(image, mask, g))
+        if pipe.boundary is not None:
+            clock("boundary", lambda: pipe.boundary(mask, mask, g))
+    for name, total in timings.items():
+        emit(bench="simulation_op", op=name, ms_per_call=round(1000 * total / n, 2), resolution=resolution)
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        processor(raws[i % len(raws)], stable_seed("full", i))
+    per_img = (time.perf_counter() - t0) / n
+    emit(bench="simulation_cpu", resolution=resolution, img_per_s_per_core=round(1 / per_img, 2),
+         ms_per_img=round(1000 * per_img, 2), target_img_per_s_per_core=16, device=device_name(torch.device("cpu")))
+
+    from pathlib import Path as _Path
+    taef2 = _Path(str(cfg.paths.taef2_dir))
+    if taef2.is_dir():
+        from simulation import DeviceSimulation
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        sim = DeviceSimulation(autoencoder=str(taef2), dtype="bfloat16" if device.type == "cuda" else "float32")
+        batch = {"x_gen": torch.rand(8, 3, resolution, resolution, device=device),
+                 "mask": torch.ones(8, 1, resolution, resolution, device=device),
+                 "vae": torch.ones(8, dtype=torch.bool, device=device)}
+        batch["alpha"] = batch["mask"]
+        ms = timed(lambda: sim(batch), device, max(1, repeats // 2))
+        emit(bench="simulation_device", op="vae_roundtrip_taef2", batch=8, resolution=resolution,
+             ms_per_img=round(ms / 8, 2), device=device_name(device))
+    else:
+        emit(bench="simulation_device", skipped=f"no TAEF2 weights at {taef2}")
+
+
+def _bench_photos(cfg, resolution: int) -> list[torch.Tensor]:
+    """The demo photos, resized to cover ``resolution``."""
+    import webdataset as wds
+
+    from data.decode import decode_image
+    from data.demo import write_demo_shards
+
+    out = []
+    for s in wds.WebDataset(list(write_demo_shards(cfg.paths.cache_dir)), shardshuffle=False):
+        img = decode_image(s["png"])
+        scale = resolution / min(img.shape[-2:])
+        if scale > 1:
+            img = torch.nn.functional.interpolate(img[None], scale_factor=scale, mode="bilinear")[0].clamp(0, 1)
+        out.append(img)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["refiner", "losses"], help="which benchmark")
+    parser.add_argument("what", choices=["refiner", "losses", "simulation"], help="which benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32, help="losses: batch size")
@@ -177,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.what == "refiner":
         bench_refiner(device, args.repeats)
+    elif args.what == "simulation":
+        bench_simulation(device, args.repeats, resolution=args.resolution)
     else:
         bench_losses(device, args.repeats, batch=args.batch, resolution=args.resolution)
         bench_pooling(device, args.repeats, resolution=args.pool_resolution)

@@ -50,21 +50,44 @@ def _boxes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return m
 
 
-SHAPES = {"strokes": _strokes, "blobs": _blobs, "boxes": _boxes}
+def _outpaint(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Borders on 1–4 sides: the region an outpainting / uncrop edit generates."""
+    m = np.zeros((h, w), np.uint8)
+    sides = rng.permutation(4)[: int(rng.integers(1, 5))]
+    for side in sides:
+        frac = rng.uniform(0.1, 0.35)
+        if side == 0:
+            m[: int(frac * h)] = 1
+        elif side == 1:
+            m[h - int(frac * h):] = 1
+        elif side == 2:
+            m[:, : int(frac * w)] = 1
+        else:
+            m[:, w - int(frac * w):] = 1
+    return m
+
+
+SHAPES = {"strokes": _strokes, "blobs": _blobs, "boxes": _boxes, "outpaint": _outpaint}
 
 
 class MaskGenerator:
     """Draws a mask of a random shape family whose coverage lies in ``coverage``.
 
     Args:
-        weights: mixture weights per family (``strokes``, ``blobs``, ``boxes``).
+        weights: mixture weights per family (``strokes``, ``blobs`` (ellipses), ``boxes``,
+            ``outpaint`` (image borders)).
         coverage: [min, max] fraction of the image the mask covers; shapes are redrawn up to
             ``max_tries`` times, then the closest draw is grown/shrunk into range.
+        object_p: probability of using a sample's own object mask (``mask.png`` in the shard)
+            when it has one, instead of drawing a synthetic mask.
     """
 
     def __init__(self, weights: Mapping[str, float] | None = None, coverage: Sequence[float] = (0.05, 0.5),
-                 max_tries: int = 20):
-        weights = dict(weights or {"strokes": 0.4, "blobs": 0.4, "boxes": 0.2})
+                 max_tries: int = 20, object_p: float = 0.5):
+        weights = dict(weights or {"strokes": 0.35, "blobs": 0.35, "boxes": 0.2, "outpaint": 0.1})
+        if not 0.0 <= object_p <= 1.0:
+            raise ValueError(f"masks.object_p must be in [0, 1]; got {object_p}")
+        self.object_p = float(object_p)
         bad = set(weights) - set(SHAPES)
         if bad:
             raise ValueError(f"masks.weights has unknown families {sorted(bad)}; expected some of {sorted(SHAPES)}")

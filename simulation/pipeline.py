@@ -1,9 +1,15 @@
 """Artifact simulation: one clean image in, a training triple (x_gt, x_gen, mask) out.
 
-``x_gen = alpha · edit(x_gt) + (1 − alpha) · x_gt`` where ``edit`` chains the foreground
-artifact ops (each applied with its probability) and ``alpha`` is the composite alpha: the
-edit mask after the boundary op. The returned ``mask`` is the user's edit mask; ``alpha`` is
-what the artifacts actually used.
+Two images are built from the clean photo: the *scene* (what the photo looks like, after the
+background texture ops; it becomes ``x_gt``) and the *edit* (what an LDM would have produced
+inside the mask: colour shift, smoothing, noise, a re-inpainted boundary band). They are
+composited through the composite alpha — the edit mask after the boundary op:
+
+    x_gen = alpha · edit + (1 − alpha) · scene,     x_gt = scene
+
+The returned ``mask`` is the user's edit mask; ``alpha`` is what the artifacts used. Each
+family is drawn with its probability in a fixed order (one draw each, applied or not), so the
+result is a pure function of the image and the generator.
 """
 
 from __future__ import annotations
@@ -11,31 +17,36 @@ from __future__ import annotations
 import torch
 
 from simulation.masks import MaskGenerator
-from simulation.ops.base import ArtifactOp
 from simulation.ops.boundary import BoundarySoftening
+from simulation.ops.color_shift import ColorShift
+from simulation.ops.content_band import ContentBand
+from simulation.ops.texture import TextureMismatch
 
 MIN_SIDE = 16
+FAMILIES = ("color_shift", "texture", "content_band", "boundary")
 
 
 class SimulationPipeline:
-    """Compose mask generation, foreground artifact ops and boundary softening.
+    """Compose the artifact families (paper defaults: content band 0.5, colour 0.8, texture 0.5,
+    boundary 1.0). A family set to ``None`` is off."""
 
-    Args:
-        masks: draws the edit mask when a sample brings none.
-        ops: foreground artifact ops in application order (``None`` entries are skipped, so a
-            config can switch a family off with ``simulation.texture=null``).
-        boundary: turns the edit mask into the composite alpha.
-    """
-
-    def __init__(self, masks: MaskGenerator, ops: dict[str, ArtifactOp | None] | None = None,
+    def __init__(self, masks: MaskGenerator, color_shift: ColorShift | None = None,
+                 texture: TextureMismatch | None = None, content_band: ContentBand | None = None,
                  boundary: BoundarySoftening | None = None):
         self.masks = masks
-        self.ops = {k: v for k, v in (ops or {}).items() if v is not None}
+        self.color_shift = color_shift
+        self.texture = texture
+        self.content_band = content_band
         self.boundary = boundary
+
+    def _draw(self, family, generator: torch.Generator) -> bool:
+        hit = float(torch.rand((), generator=generator)) < (family.p if family is not None else 0.0)
+        return hit and family is not None
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None,
                  mask: torch.Tensor | None = None) -> dict:
-        """``image`` 3×H×W in [0, 1] (a batch N×3×H×W is simulated sample by sample)."""
+        """``image`` 3×H×W in [0, 1] (a batch N×3×H×W is simulated sample by sample). ``mask``: the
+        sample's own object mask, used with probability ``masks.object_p``."""
         if generator is None:
             generator = torch.Generator().manual_seed(0)
         if image.ndim == 4:
@@ -47,21 +58,29 @@ class SimulationPipeline:
         h, w = image.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise ValueError(f"image {h}×{w} is too small to simulate edits on; need at least {MIN_SIDE}×{MIN_SIDE}")
-        x_gt = image.float().clamp(0.0, 1.0)
-        if mask is None:
-            mask = self.masks(h, w, generator)
-        else:
-            mask = (mask.float().reshape(1, h, w) > 0.5).float()
+        clean = image.float().clamp(0.0, 1.0)
 
-        applied = []
-        edit = x_gt
-        for name, op in self.ops.items():
-            if float(torch.rand((), generator=generator)) < op.p:
-                edit = op(edit, mask, generator)
-                applied.append(name)
+        use_object = float(torch.rand((), generator=generator)) < self.masks.object_p
+        if mask is not None and use_object:
+            mask = (mask.float().reshape(1, h, w) > 0.5).float()
+        else:
+            mask = self.masks(h, w, generator)
+
+        applied: list[str] = []
+        scene, edit, vae = clean, clean, False
+        if self._draw(self.color_shift, generator):
+            edit = self.color_shift(edit, mask, generator)
+            applied.append("color_shift")
+        if self._draw(self.texture, generator):
+            scene, edit, vae, sub = self.texture(scene, edit, mask, generator)
+            applied.extend(f"texture.{s}" for s in sub)
+        if self._draw(self.content_band, generator):
+            edit = self.content_band(edit, mask, generator)
+            applied.append("content_band")
         alpha = mask
-        if self.boundary is not None and float(torch.rand((), generator=generator)) < self.boundary.p:
+        if self._draw(self.boundary, generator):
             alpha = self.boundary(mask, mask, generator)
-            applied.append(self.boundary.name)
-        x_gen = (alpha * edit + (1.0 - alpha) * x_gt).clamp(0.0, 1.0)
-        return {"x_gt": x_gt, "x_gen": x_gen, "mask": mask, "alpha": alpha, "applied": applied}
+            applied.append("boundary")
+        x_gen = (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
+        return {"x_gt": scene, "x_gen": x_gen, "mask": mask, "alpha": alpha,
+                "vae": torch.tensor(vae), "applied": applied}

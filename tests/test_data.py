@@ -36,8 +36,8 @@ def write_shard(path: Path, samples: list[dict]) -> str:
 
 @pytest.fixture
 def simulation():
-    return SimulationPipeline(MaskGenerator(coverage=(0.1, 0.4)), {"color_shift": ColorShift(p=1.0)},
-                              BoundarySoftening(p=1.0))
+    return SimulationPipeline(MaskGenerator(coverage=(0.1, 0.4), object_p=1.0), color_shift=ColorShift(p=1.0),
+                              boundary=BoundarySoftening(p=1.0))
 
 
 @pytest.fixture

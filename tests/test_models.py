@@ -134,3 +134,55 @@ def test_lrelu_gain_keeps_unit_variance():
     x = torch.randn(200000)
     second_moment = lrelu(x).square().mean()
     assert math.isclose(float(second_moment), 2 * (1 + 0.04) / 2, rel_tol=0.02)
+
+
+AFFINE = {**TINY, "output": "affine"}
+
+
+@pytest.mark.parametrize("kw", [AFFINE, {**TINY, "output": "residual"}, {**TINY, "boundary_stats": False}])
+def test_refiner_variants_are_identity_at_init_and_train_everywhere(kw):
+    torch.manual_seed(0)
+    model = CMGANRefiner(**kw)
+    x = torch.rand(2, 3, 29, 35) * 0.5 + 0.25
+    mask = torch.zeros(2, 1, 29, 35)
+    mask[..., 5:20, 8:25] = 1
+    assert torch.equal(model(x, mask), x)
+    torch.nn.init.normal_(model.to_rgb.weight, std=0.1)
+    if kw.get("output") == "affine":
+        torch.nn.init.normal_(model.global_affine.weight, std=0.1)
+    model(x, mask).sum().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+
+
+def test_affine_head_applies_a_global_colour_transform_inside_the_mask():
+    torch.manual_seed(0)
+    model = CMGANRefiner(**AFFINE)
+    with torch.no_grad():
+        model.global_affine.bias.copy_(torch.tensor([0.1, 0, 0, 0, 0.1, 0, 0, 0, 0.1, 0, 0, 0]))  # M_g = 0.1·I
+    x = torch.full((1, 3, 16, 16), 0.5)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    out = model(x, mask)
+    torch.testing.assert_close(out[..., 4:12, 4:12], torch.full((1, 3, 8, 8), 0.55))
+    assert torch.equal(out[..., :4, :], x[..., :4, :])
+
+
+def test_ring_statistics_see_a_colour_jump_at_the_boundary():
+    from pixperfect.models.refiner import RING_FEATURES, ring_statistics
+
+    image = torch.full((1, 3, 64, 64), 0.4)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    image = image + 0.2 * mask * torch.tensor([1.0, 0, 0])[None, :, None, None]
+    stats = ring_statistics(image, mask)
+    assert stats.shape == (1, RING_FEATURES)
+    inside_mean, outside_mean = stats[0, 0:3], stats[0, 6:9]
+    torch.testing.assert_close(inside_mean - outside_mean, torch.tensor([0.4, 0.0, 0.0]))  # [-1, 1] units
+    full = ring_statistics(image, torch.ones(1, 1, 64, 64))
+    assert full[0, -1] == 0 and full.abs().sum() == 0  # no outside ring: features off, flag 0
+
+
+def test_invalid_output_mode():
+    with pytest.raises(ValueError, match="output"):
+        CMGANRefiner(**{**TINY, "output": "rgb"})

@@ -11,7 +11,7 @@ def g(seed: int) -> torch.Generator:
 
 
 def test_color_shift_only_changes_the_masked_region(photo):
-    pipe = SimulationPipeline(MaskGenerator(), {"color_shift": ColorShift(p=1.0)}, boundary=None)
+    pipe = SimulationPipeline(MaskGenerator(), color_shift=ColorShift(p=1.0))
     for seed in range(5):
         out = pipe(photo, generator=g(seed))
         outside = out["mask"].expand_as(photo) == 0
@@ -46,7 +46,7 @@ def test_masks_respect_coverage_and_are_binary():
         assert 0.1 <= m.mean().item() <= 0.3
 
 
-@pytest.mark.parametrize("family", ["strokes", "blobs", "boxes"])
+@pytest.mark.parametrize("family", ["strokes", "blobs", "boxes", "outpaint"])
 def test_each_mask_family_alone(family):
     gen = MaskGenerator(weights={family: 1.0}, coverage=(0.02, 0.6))
     masks = [gen(64, 64, g(s)) for s in range(10)]
@@ -79,7 +79,7 @@ def test_boundary_dilates_and_erodes():
 
 
 def test_pipeline_is_deterministic_and_seed_sensitive(photo):
-    pipe = SimulationPipeline(MaskGenerator(), {"color_shift": ColorShift(p=0.8)}, BoundarySoftening())
+    pipe = SimulationPipeline(MaskGenerator(), color_shift=ColorShift(p=0.8), boundary=BoundarySoftening())
     a, b, c = pipe(photo, g(7)), pipe(photo, g(7)), pipe(photo, g(8))
     for k in ("x_gen", "mask", "alpha"):
         assert torch.equal(a[k], b[k])
@@ -88,7 +88,7 @@ def test_pipeline_is_deterministic_and_seed_sensitive(photo):
 
 def test_pipeline_probability_is_respected(photo):
     small = photo[:, :24, :24]
-    pipe = SimulationPipeline(MaskGenerator(), {"color_shift": ColorShift(p=0.3)}, boundary=None)
+    pipe = SimulationPipeline(MaskGenerator(), color_shift=ColorShift(p=0.3))
     n = 400
     hits = sum("color_shift" in pipe(small, g(s))["applied"] for s in range(n))
     sigma = (n * 0.3 * 0.7) ** 0.5
@@ -96,7 +96,7 @@ def test_pipeline_probability_is_respected(photo):
 
 
 def test_pipeline_uses_a_given_mask_and_batches(photo):
-    pipe = SimulationPipeline(MaskGenerator(), {"color_shift": ColorShift(p=1.0)})
+    pipe = SimulationPipeline(MaskGenerator(object_p=1.0), color_shift=ColorShift(p=1.0))
     mask = torch.zeros(1, *photo.shape[-2:])
     mask[:, :10, :10] = 1
     assert torch.equal(pipe(photo, g(0), mask=mask)["mask"], mask)
@@ -125,7 +125,7 @@ def test_bad_op_configs_are_named():
 
 def test_real_photo_simulation_is_plausible(cbsd68_photos):
     """On real photos the artifact is visible but moderate (it must stay learnable)."""
-    pipe = SimulationPipeline(MaskGenerator(), {"color_shift": ColorShift(p=1.0)}, BoundarySoftening())
+    pipe = SimulationPipeline(MaskGenerator(), color_shift=ColorShift(p=1.0), boundary=BoundarySoftening())
     errs = []
     for i, path in enumerate(cbsd68_photos[:8]):
         out = pipe(load_photo(path, 128), g(i))

@@ -27,6 +27,30 @@ from pixperfect.models.blocks import (
 from pixperfect.utils import check_image_and_mask, pad_to_multiple
 
 
+RING_FEATURES = 13  # RGB mean and std inside and outside the boundary (12), and a "both rings exist" flag
+
+
+def ring_statistics(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """N×13: RGB mean/std in a ring just inside and a ring just outside the mask boundary (width
+    ~1/32 of the short side), in [-1, 1] units, plus a flag that both rings are non-empty."""
+    width = max(2, min(image.shape[-2:]) // 32)
+    k = 2 * width + 1
+    m = (mask > 0.5).to(image.dtype)
+    dilated = F.max_pool2d(m, k, stride=1, padding=width)
+    eroded = 1.0 - F.max_pool2d(1.0 - m, k, stride=1, padding=width)
+    stats = []
+    areas = []
+    x = image * 2.0 - 1.0
+    for ring in (m - eroded, dilated - m):
+        area = ring.sum(dim=(2, 3)).clamp_min(1.0)
+        mean = (x * ring).sum(dim=(2, 3)) / area
+        var = ((x - mean[:, :, None, None]).square() * ring).sum(dim=(2, 3)) / area
+        stats += [mean, var.clamp_min(0).sqrt()]
+        areas.append(ring.sum(dim=(2, 3)))
+    both = ((areas[0] > 0) & (areas[1] > 0)).to(image.dtype)
+    return torch.cat([*(s * both for s in stats), both], dim=1)
+
+
 class CMGANRefiner(nn.Module, PretrainedMixin):
     """Encoder (stride-2 stages) → FFC bottleneck → global code → cascaded modulation decoder.
 
@@ -36,6 +60,15 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         num_ffc_blocks: FFC residual blocks at the bottleneck.
         style_dim: width of the global code.
         ffc_global_ratio: share of bottleneck channels in the FFC's spectral branch.
+        output: ``"residual"`` — the head predicts an additive RGB residual; ``"affine"`` — it
+            predicts a per-pixel 3×3 colour matrix and bias, ``x + M(x)·x + b``, plus one global
+            3×3 + bias colour transform of the edit from the global code, applied through the
+            mask. Colour casts are affine in colour space: the affine head fixes them with one
+            transform and smooth maps instead of content-shaped residuals.
+        boundary_stats: add to the global code the per-channel colour mean/std of two thin
+            rings, just inside and just outside the mask boundary. The colour jump across the
+            boundary is the evidence of a cast; given to the code directly, it is learned in
+            hundreds of steps instead of being discovered from pixels (measured; README).
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -49,8 +82,13 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         num_ffc_blocks: int = 6,
         style_dim: int = 512,
         ffc_global_ratio: float = 0.75,
+        output: str = "affine",
+        boundary_stats: bool = True,
     ):
         super().__init__()
+        if output not in ("residual", "affine"):
+            raise ValueError(f"output must be 'residual' or 'affine'; got {output!r}")
+        self.output = output
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"channels needs at least 2 entries (one downsampling); got {channels}")
@@ -61,8 +99,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
         # Global code: pooled over the whole image and over the background alone, so the code
         # carries the background's colour/texture statistics that the edit must match.
+        self.boundary_stats = boundary_stats
         self.global_mlp = nn.Sequential(
-            nn.Linear(2 * channels[-1], style_dim),
+            nn.Linear(2 * channels[-1] + (RING_FEATURES if boundary_stats else 0), style_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(style_dim, style_dim),
         )
@@ -72,9 +111,13 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             in_ch, out_ch = channels[i + 1], channels[i]
             self.global_blocks.append(GlobalModulationBlock(in_ch, out_ch, skip_ch=channels[i], style_dim=style_dim))
             self.spatial_blocks.append(SpatialModulationBlock(out_ch, skip_ch=channels[i], style_dim=style_dim))
-        self.to_rgb = Conv2d(channels[0], 3, 1)
+        self.to_rgb = Conv2d(channels[0], 12 if output == "affine" else 3, 1)
         nn.init.zeros_(self.to_rgb.weight)  # identity at init
         nn.init.zeros_(self.to_rgb.bias)
+        if output == "affine":
+            self.global_affine = nn.Linear(style_dim, 12)
+            nn.init.zeros_(self.global_affine.weight)
+            nn.init.zeros_(self.global_affine.bias)
 
     def forward(self, x_gen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_image_and_mask(x_gen, mask)
@@ -92,13 +135,25 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         m_low = F.adaptive_avg_pool2d(m, x.shape[-2:])
         bg = (1.0 - m_low).to(x.dtype)
         bg_mean = (x * bg).sum(dim=(2, 3)) / bg.sum(dim=(2, 3)).clamp_min(1.0)
-        style = self.global_mlp(torch.cat([x.mean(dim=(2, 3)), bg_mean], dim=1))
+        code = [x.mean(dim=(2, 3)), bg_mean]
+        if self.boundary_stats:
+            code.append(ring_statistics(image, m).to(x.dtype))
+        style = self.global_mlp(torch.cat(code, dim=1))
 
         for gblock, sblock, skip in zip(self.global_blocks, self.spatial_blocks, reversed(skips)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = gblock(x, skip, style)
             x = sblock(x, skip, style)
 
-        delta = self.to_rgb(x) * 0.5  # network works in [-1, 1]; the residual is in [0, 1] units
-        out = (image + delta.to(image.dtype)).clamp(0.0, 1.0)
+        head = self.to_rgb(x).to(image.dtype)
+        if self.output == "affine":  # Δ = M·x + b per pixel, plus mask·(M_g·x + b_g); all zero at init
+            n, _, h, w = head.shape
+            matrix, bias = head[:, :9].view(n, 3, 3, h, w), head[:, 9:]
+            delta = torch.einsum("nijhw,njhw->nihw", matrix, image) + 0.5 * bias
+            g = self.global_affine(style).to(image.dtype)
+            edit = torch.einsum("nij,njhw->nihw", g[:, :9].view(n, 3, 3), image) + 0.5 * g[:, 9:, None, None]
+            delta = delta + m.to(image.dtype) * edit
+        else:
+            delta = 0.5 * head  # network works in [-1, 1]; the residual is in [0, 1] units
+        out = (image + delta).clamp(0.0, 1.0)
         return out[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]

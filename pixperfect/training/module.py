@@ -94,7 +94,9 @@ class PixPerfectModule(L.LightningModule):
             dm.set_epoch(self.current_epoch)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.device_simulation is not None and self.trainer is not None and self.trainer.training:
+        trainer = self._trainer
+        running = trainer is not None and (trainer.training or trainer.validating or trainer.sanity_checking)
+        if self.device_simulation is not None and running:
             batch = self.device_simulation(batch, generator=self._generator("device_sim"))
         return batch
 
