@@ -25,6 +25,7 @@ class DeviceSimulation:
         self.source = autoencoder
         self.model = load_autoencoder(autoencoder, subfolder, sample_latents) if autoencoder else None
         self.dtype = getattr(torch, dtype)
+        self.applied = 0  # samples round-tripped so far (logged by the training module)
 
     @torch.no_grad()
     def __call__(self, batch: dict, generator: torch.Generator | None = None) -> dict:
@@ -40,4 +41,5 @@ class DeviceSimulation:
         y = roundtrip_any_size(self.model, x.to(self.dtype), generator).to(x.dtype)
         out = dict(batch)
         out["x_gen"] = x_gen.index_copy(0, idx, alpha * y + (1.0 - alpha) * x)
+        self.applied += int(idx.numel())
         return out

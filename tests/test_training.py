@@ -88,7 +88,7 @@ def test_ablation_rows_share_a_group_and_differ_in_tags(compose_cfg):
 def test_fast_dev_run_of_every_ablation(experiment, compose_cfg, cbsd_shards, tmp_path):
     space = ABLATION_SPACES[experiment]
     overrides = [f"experiment={experiment}", *shard_overrides(cbsd_shards), "debug=fast", *TINY,
-                 f"export_dir={tmp_path / 'export'}"]
+                 f"export_dir={tmp_path / 'export'}", "device_simulation=null"]  # no hub VAE offline
     if space:  # exercise the ablated space in the single step (skip its warm-up)
         overrides.append(f"loss.spaces.{space}.warmup_steps=0")
     cfg = compose_cfg(overrides)
@@ -98,6 +98,18 @@ def test_fast_dev_run_of_every_ablation(experiment, compose_cfg, cbsd_shards, tm
     if space and space != "vgg":  # vgg's backbone is not cached here: that term is dropped (warned)
         assert f"train/{space}/l1" in logged and f"train/{space}/d_loss" in logged
     assert "train/pixel/l1" in logged
+
+
+def test_device_simulation_runs_in_training(compose_cfg, cbsd_shards, tmp_path):
+    taef2 = ROOT.parent / "shared" / "weights" / "taef2"
+    if not taef2.is_dir():
+        pytest.skip(f"TAEF2 weights not found at {taef2}")
+    cfg = compose_cfg([*shard_overrides(cbsd_shards), "debug=fast", *TINY, f"export_dir={tmp_path / 'export'}",
+                       "+device_simulation._target_=simulation.DeviceSimulation",
+                       f"+device_simulation.autoencoder={taef2}", "simulation.texture.p=1", "simulation.texture.vae_p=1"])
+    datamodule, module, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    assert module.device_simulation.applied >= 2  # the train batch and the val batch were round-tripped
 
 
 def test_fast_dev_run_of_the_demo_experiment(compose_cfg, tmp_path):
