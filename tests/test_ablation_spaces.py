@@ -59,7 +59,7 @@ def test_vgg_space_missing_weights(tmp_path, monkeypatch):
     from pixperfect.losses import MissingPretrainedWeights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingPretrainedWeights, match="vgg16"):
+    with pytest.raises(MissingPretrainedWeights, match="vgg16.*allow_missing_weights"):
         VGGFeatureSpace()
     with pytest.warns(UserWarning, match="DROPPED"):
         space = VGGFeatureSpace(allow_missing_weights=True)

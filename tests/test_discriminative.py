@@ -128,3 +128,12 @@ def test_discriminative_term_trains_with_its_own_discriminator():
         assert {k.split("/")[0] for k in logs if "/" in k} == expected
     _, d_logs = loss.discriminator_loss(x_pred, batch, maps, ds, 3)
     assert "disc/d_loss" in d_logs and "pixel/d_loss" in d_logs
+
+
+def test_differentiable_refit_matches_the_pseudoinverse_fit():
+    x_gt, x_pred, mask = separated_scene()
+    space = DiscriminativeSpace(detach_coefficients=False, degree=6)
+    fitted = space.fit(x_pred, x_gt, mask, generator=g())
+    refit = space.refit_with_grad(fitted, x_pred.clone().requires_grad_(True), x_gt, mask)
+    assert refit.tone_map.coefficients.requires_grad
+    torch.testing.assert_close(refit(x_pred).detach(), fitted(x_pred), atol=2e-3, rtol=1e-3)

@@ -153,7 +153,7 @@ def test_content_band_changes_only_the_band_and_leaves_a_seam(photos):
 
 
 def test_content_band_accepts_a_custom_inpainter(photos):
-    flat = ContentBand(p=1.0, width=(3, 3), inpainter=lambda img, region: np.full_like(img, 128))
+    flat = ContentBand(p=1.0, width=(3, 3), inpainter=lambda img, region, seed: np.full_like(img, 128))
     out = only(content_band=flat)(photos[0], g(0), mask=box_mask())
     band = torch.from_numpy(boundary_band(box_mask()[0].numpy().astype(np.uint8), 3).astype(bool)) & (box_mask()[0] > 0)
     assert torch.allclose(out["x_gen"][:, band], torch.tensor(128 / 255))
@@ -225,3 +225,20 @@ def test_tiny_and_corrupt_images_fail_clearly_or_are_skipped(tmp_path, compose_c
         sink.write({"__key__": "ok", "png": png((40, 48))})
     out = list(ShardStream([str(shard)], SampleProcessor(32, pipe), shuffle_buffer=0))
     assert [o["key"] for o in out] == ["ok"] and out[0]["n_skipped"] == 2
+
+
+def test_content_band_with_a_diffusers_inpainting_pipeline(photos, tmp_path):
+    from simulation.ops.content_band import DiffusersInpainter
+    from tiny_diffusers import tiny_inpaint_pipeline
+
+    pipe = tiny_inpaint_pipeline(tmp_path)
+    pipe.save_pretrained(tmp_path / "saved")
+    inpainter = DiffusersInpainter(str(tmp_path / "saved"), prompt="a photo", num_inference_steps=2)
+    op = ContentBand(p=1.0, width=(3, 3), inpainter=inpainter)
+    image = photos[0][:, :60, :60]  # not a multiple of 8: resized inside and back
+    mask = box_mask(60, 16, 44)
+    a, b = op(image, mask, g(1)), op(image, mask, g(1))
+    assert torch.equal(a, b)  # seeded
+    band = torch.from_numpy(boundary_band(mask[0].numpy().astype(np.uint8), 3).astype(bool))
+    changed = (a != image).any(dim=0)
+    assert changed[band].float().mean() > 0.5 and not changed[~band].any()

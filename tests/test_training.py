@@ -182,3 +182,24 @@ def test_two_process_cpu_ddp_training(cbsd_shards, tmp_path):
     assert starts[0] == starts[1] and ends[0] != starts[0]  # … and they trained
     assert ends[0].split()[-1] == "3"  # 6 samples per rank / 2 per device = 3 steps
     assert (out / "refiner" / "model.safetensors").is_file()
+
+
+def test_wandb_offline_run_records_metrics_and_images(compose_cfg, cbsd_shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    cfg = compose_cfg([*shard_overrides(cbsd_shards), *TINY, "logger=wandb", "trainer.max_epochs=1",
+                       "+trainer.limit_train_batches=2", "trainer.log_every_n_steps=1", "module.image_log_every=1",
+                       "evaluate=false",
+                       f"export_dir={tmp_path / 'export'}"])
+    datamodule, module, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    import wandb
+
+    run = trainer.logger.experiment
+    assert run.summary.get("train/pixel/l1") is not None
+    assert any(k.startswith("params/refiner_M") for k in run.config.keys())
+    wandb.finish()
+    offline = list(Path(cfg.paths.output_dir).rglob("*.wandb"))
+    assert offline and offline[0].stat().st_size > 0
+    media = {p.parent.name for p in Path(cfg.paths.output_dir).rglob("media/images/*/*.png")}
+    assert {"train", "val", "simulation"} <= media  # sample grids and the start-of-training preview

@@ -39,21 +39,26 @@ def backbone_cache_path(net: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
 
 
+def backbone_available(net: str, user: str, allow_missing_weights: bool) -> bool:
+    """True when the ImageNet backbone ``net`` is cached. Otherwise raise a message saying what to
+    download where — or, only when ``allow_missing_weights``, warn loudly that ``user`` (a loss
+    term) is dropped and return False."""
+    path, url = backbone_cache_path(net)
+    if path.is_file():
+        return True
+    msg = (f"{user} needs the pretrained ImageNet backbone at {path}, which is missing and cannot be "
+           f"downloaded here. Download {url} into {path.parent} (or set TORCH_HOME to a cache that has it).")
+    if not allow_missing_weights:
+        raise MissingPretrainedWeights(msg + " To train without this term, set its allow_missing_weights=true "
+                                             "explicitly.")
+    warnings.warn(f"!!! {msg} The term is DROPPED for this run (allow_missing_weights=true). !!!", stacklevel=3)
+    log.warning("%s dropped: %s", user, msg)
+    return False
+
+
 def load_lpips(net: str = "vgg", allow_missing_weights: bool = False) -> nn.Module | None:
     """The frozen ``lpips.LPIPS`` module, or None when weights are absent and that is allowed."""
-    path, url = backbone_cache_path(net)
-    if not path.is_file():
-        msg = (
-            f"LPIPS ({net}) needs the pretrained ImageNet backbone at {path}, which is missing and "
-            f"cannot be downloaded here. Download {url} into {path.parent} (or set TORCH_HOME to a "
-            "cache that has it)."
-        )
-        if not allow_missing_weights:
-            raise MissingPretrainedWeights(msg + " To train without the LPIPS term, set "
-                                           "loss.lpips.allow_missing_weights=true explicitly.")
-        warnings.warn("!!! " + msg + " The LPIPS term is DROPPED for this run "
-                      "(loss.lpips.allow_missing_weights=true). !!!", stacklevel=2)
-        log.warning("LPIPS term dropped: %s", msg)
+    if not backbone_available(net, f"LPIPS ({net})", allow_missing_weights):
         return None
     import lpips
 

@@ -92,6 +92,11 @@ class PolynomialToneMap:
                 dilated by ``dilate_px`` so both the edit and its surroundings constrain ``f``.
             max_pixels: pixels per sample used for the fit (caps the cost at any resolution).
             indices: reuse a previous fit's pixel sample (N×P flat indices).
+
+        When ``source`` requires grad the solve is differentiable: it then uses the normal
+        equations with a tiny ridge, ``(AᵀA + λI)⁻¹Aᵀy`` (same solution for a full-rank basis),
+        because the pseudoinverse's backward builds P×P matrices per sample (measured: the
+        demo's step went from ~1 s to tens of seconds).
         """
         if source.shape != target.shape or source.ndim != 4 or source.shape[1] != 3:
             raise ValueError(f"source and target must both be N×3×H×W; got {tuple(source.shape)}, {tuple(target.shape)}")
@@ -106,7 +111,13 @@ class PolynomialToneMap:
         tgt = target.flatten(2).gather(2, gather).transpose(1, 2).double()
         with torch.autocast(device_type=source.device.type, enabled=False):
             a = _features(src, exponents, degree)  # N×P×F
-            coefficients = torch.linalg.pinv(a, rtol=rcond) @ tgt  # N×F×3
+            if a.requires_grad or tgt.requires_grad:
+                gram = a.transpose(1, 2) @ a
+                ridge = rcond * gram.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None].clamp_min(1e-12)
+                eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+                coefficients = torch.linalg.solve(gram + ridge * eye, a.transpose(1, 2) @ tgt)
+            else:
+                coefficients = torch.linalg.pinv(a, rtol=rcond) @ tgt  # N×F×3
         return cls(coefficients, degree, cross_channel, indices, exponents)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,10 @@ take images), so its experiment sets the other weights to 0."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
-from pixperfect.losses.perceptual import MissingPretrainedWeights, backbone_cache_path
+from pixperfect.losses.perceptual import backbone_available
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,12 +49,7 @@ class VGGFeatureSpace(nn.Module):
     def _load(allow_missing_weights: bool) -> nn.Module | None:
         import torchvision
 
-        path, url = backbone_cache_path("vgg")
-        if not path.is_file():
-            msg = f"the VGG feature space needs {path} (download {url})"
-            if not allow_missing_weights:
-                raise MissingPretrainedWeights(msg + "; or set allow_missing_weights=true to drop the term")
-            warnings.warn(f"!!! {msg}. The VGG-space term is DROPPED for this run. !!!", stacklevel=3)
+        if not backbone_available("vgg", "the VGG feature space", allow_missing_weights):
             return None
         return torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1).features
 
