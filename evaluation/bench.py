@@ -177,7 +177,8 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
     from pixperfect.utils import stable_seed
     from simulation.ops.texture import TextureMismatch
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CPU part runs one worker per core: measure one core
     cv2.setNumThreads(1)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["simulation=default"])
@@ -235,7 +236,7 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
     if taef2.is_dir():
         from simulation import DeviceSimulation
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        torch.set_num_threads(threads)
         sim = DeviceSimulation(autoencoder=str(taef2), dtype="bfloat16" if device.type == "cuda" else "float32")
         batch = {"x_gen": torch.rand(8, 3, resolution, resolution, device=device),
                  "mask": torch.ones(8, 1, resolution, resolution, device=device),

@@ -242,3 +242,17 @@ def test_content_band_with_a_diffusers_inpainting_pipeline(photos, tmp_path):
     band = torch.from_numpy(boundary_band(mask[0].numpy().astype(np.uint8), 3).astype(bool))
     changed = (a != image).any(dim=0)
     assert changed[band].float().mean() > 0.5 and not changed[~band].any()
+
+
+def test_public_call_with_only_color_shift_leaves_the_outside_untouched(photos, compose_cfg):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["simulation.texture=null", "simulation.content_band=null", "simulation.boundary=null",
+                       "simulation.color_shift.p=1"])
+    simulate = instantiate(cfg.simulation)
+    for i, photo in enumerate(photos):
+        out = simulate(photo, generator=g(i))
+        assert set(out) >= {"x_gt", "x_gen", "mask"}
+        outside = out["mask"].expand_as(photo) == 0
+        assert torch.equal(out["x_gen"][outside], photo[outside]) and torch.equal(out["x_gt"], photo)
+        assert not torch.equal(out["x_gen"], photo)
