@@ -140,12 +140,20 @@ class ShardDataModule(L.LightningDataModule):
             if self.val_set.skipped:
                 log.warning("validation set: %d corrupt samples skipped", self.val_set.skipped)
 
-    def preview_raw_samples(self, n: int) -> list[dict]:
-        """The first ``n`` readable raw samples of the validation (or training) shards."""
+    def preview_images(self, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Up to ``n`` decoded training-style crops (image, object mask or None) from the
+        validation (or training) shards, for the simulation preview."""
         urls = self.val_shards or self.train_shards
         urls = wds.shardlists.expand_urls(urls) if isinstance(urls, str) else list(urls)
         samples = wds.tariterators.tarfile_samples(({"url": u} for u in urls), handler=SkipCounter().handler)
-        return [s for _, s in zip(range(n), samples)]
+        out = []
+        for i, raw in zip(range(n), samples):
+            try:
+                _, image, mask, _ = self.processor.prepare(raw, sample_seed(seed, "preview", i))
+            except (CorruptSample, ValueError, OSError):
+                continue
+            out.append((image, mask))
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         if self.train_set is not None:

@@ -4,7 +4,7 @@
 
 Writes a labelled grid, one sample per row: x_gt | x_gen | mask | amplified |x_gen − x_gt|,
 with the families applied to that row written above it. Photos come from ``--images DIR``
-(any folder of images) or, by default, the embedded demo photos.
+(any folder of images, centre-cropped) or, by default, scikit-image's bundled photos.
 """
 
 from __future__ import annotations
@@ -31,18 +31,39 @@ def _compose(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def simulate_rows(raw_samples: list[dict], simulation, device_simulation, resolution: int, n: int,
-                  seed: int) -> list[dict]:
-    """n simulated samples (cycling over the photos), with the names of the families applied."""
-    from data.stream import SampleProcessor
-    from pixperfect.utils import stable_seed
+DEMO_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
-    processor = SampleProcessor(resolution, simulation)
+
+def load_photos(folder: str | None, resolution: int) -> list[torch.Tensor]:
+    """Centre-square crops resized to ``resolution`` (3×R×R in [0, 1]) of every image in ``folder``
+    (recursive), or of scikit-image's bundled photos when no folder is given."""
+    from PIL import Image
+
+    if folder is None:
+        import skimage.data
+
+        images = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in DEMO_PHOTOS]
+    else:
+        exts = {".jpg", ".jpeg", ".png", ".webp"}
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)
+        images = [Image.open(p).convert("RGB") for p in files]
+    out = []
+    for im in images:
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous())
+    return out
+
+
+def simulate_rows(images: list[torch.Tensor], simulation, device_simulation, n: int, seed: int,
+                  masks: list[torch.Tensor | None] | None = None) -> list[dict]:
+    """n simulated samples (cycling over the images), each with the names of the families applied."""
     rows = []
     for i in range(n):
-        raw = raw_samples[i % len(raw_samples)]
-        _, image, mask, g = processor.prepare(raw, stable_seed(seed, "preview", i))
-        out = simulation(image, generator=g, mask=mask)
+        j = i % len(images)
+        g = torch.Generator().manual_seed(seed * 100003 + i)
+        out = simulation(images[j], generator=g, mask=None if masks is None else masks[j])
         if device_simulation is not None and bool(out["vae"]):
             batch = {k: out[k][None] for k in ("x_gen", "mask", "alpha", "vae")}
             out["x_gen"] = device_simulation(batch)["x_gen"][0]
@@ -84,25 +105,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from hydra.utils import instantiate
 
-    from data.make_shards import list_images
-
     cfg = _compose(args.overrides)
     simulation = instantiate(cfg.simulation)
     device_simulation = instantiate(cfg.device_simulation) if cfg.get("device_simulation") else None
-    if args.images:
-        files = list_images(Path(args.images))
-        if not files:
-            print(f"error: no images under {args.images}", file=sys.stderr)
-            return 2
-        raw = [{"__key__": p.stem, p.suffix.lower().lstrip(".").replace("jpeg", "jpg"): p.read_bytes()} for p in files]
-    else:
-        import webdataset as wds
-
-        from data.demo import write_demo_shards
-
-        raw = list(wds.WebDataset(list(write_demo_shards(cfg.paths.cache_dir)), shardshuffle=False))
+    images = load_photos(args.images, args.resolution)
+    if not images:
+        print(f"error: no images under {args.images}", file=sys.stderr)
+        return 2
     with torch.no_grad():
-        rows = simulate_rows(raw, simulation, device_simulation, args.resolution, args.n, args.seed)
+        rows = simulate_rows(images, simulation, device_simulation, args.n, args.seed)
     grid = render_grid(rows, args.gain)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), grid[:, :, ::-1])

@@ -18,15 +18,15 @@ class SimulationPreview(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = getattr(trainer, "datamodule", None)
-        if not trainer.is_global_zero or dm is None or not hasattr(dm, "preview_raw_samples"):
+        if not trainer.is_global_zero or dm is None or not hasattr(dm, "preview_images"):
             return
         from simulation.preview import render_grid, simulate_rows
 
-        raw = dm.preview_raw_samples(self.n)
-        if not raw:
+        items = dm.preview_images(self.n, self.seed)
+        if not items:
             return
         with torch.no_grad():
-            rows = simulate_rows(raw, dm.processor.simulation, pl_module.device_simulation, dm.processor.resolution,
-                                 self.n, self.seed)
+            rows = simulate_rows([img for img, _ in items], dm.processor.simulation, pl_module.device_simulation,
+                                 self.n, self.seed, masks=[m for _, m in items])
         grid = torch.from_numpy(render_grid(rows)).permute(2, 0, 1).float() / 255.0
         log_grid(trainer, "simulation/preview", grid, 0, "x_gt | x_gen | mask | |diff|×4")

@@ -1,0 +1,118 @@
+"""Cross-attention processors for PILOT: capture prompt-token attention for the semantic-centring
+loss, and Semantic Boundary Control (SBC) — background pixels may not attend to prompt tokens.
+
+One ``PilotAttention`` state object is shared by every processor of a UNet; the pipeline sets
+the latent mask, which tokens are prompt tokens, and what to capture before each UNet call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class PilotAttention:
+    """State shared by all processors during one UNet forward.
+
+    mask: N×1×h×w latent-resolution mask (1 = region to generate) for the rows of the batch.
+    prompt_tokens: B×T bool, True for prompt tokens (not BOS/EOS/padding) in each batch row.
+    sbc: mask prompt-token attention from background pixels.
+    capture_sizes: spatial sizes (h·w) of the layers whose attention is captured (empty = none).
+    """
+
+    mask: torch.Tensor | None = None
+    prompt_tokens: torch.Tensor | None = None
+    sbc: bool = True
+    capture_sizes: set = field(default_factory=set)
+    captured: list = field(default_factory=list)
+
+    def mask_at(self, tokens: int, batch: int, device, dtype) -> torch.Tensor | None:
+        """The mask resized to the layer whose flattened spatial size is ``tokens`` (B×tokens)."""
+        if self.mask is None:
+            return None
+        h, w = self.mask.shape[-2:]
+        for k in range(8):  # UNet stride-2 stages round up odd sizes
+            hh, ww = -(-h // 2**k), -(-w // 2**k)
+            if hh * ww == tokens:
+                m = F.interpolate(self.mask.float(), size=(hh, ww), mode="area")
+                m = m.flatten(1).to(device=device, dtype=dtype)
+                return m.repeat(batch // m.shape[0], 1) if batch != m.shape[0] else m
+        return None
+
+
+class PilotAttnProcessor:
+    """Attention with explicit probabilities (so they can be masked and captured)."""
+
+    def __init__(self, state: PilotAttention):
+        self.state = state
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+        batch, pixels, _ = hidden_states.shape
+        cross = encoder_hidden_states is not None
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        context = encoder_hidden_states if cross else hidden_states
+        if cross and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        key, value = attn.to_k(context), attn.to_v(context)
+        heads = attn.heads
+        q = query.view(batch, -1, heads, query.shape[-1] // heads).transpose(1, 2)
+        k = key.view(batch, -1, heads, key.shape[-1] // heads).transpose(1, 2)
+        v = value.view(batch, -1, heads, value.shape[-1] // heads).transpose(1, 2)
+
+        if not cross:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        else:
+            scores = (q @ k.transpose(-1, -2)) * attn.scale  # B×H×pixels×T
+            state = self.state
+            tokens = state.prompt_tokens
+            m = state.mask_at(pixels, batch, scores.device, scores.dtype)
+            if state.sbc and tokens is not None and m is not None and tokens.shape[-1] == scores.shape[-1]:
+                blocked = (m[:, None, :, None] < 0.5) & tokens.to(scores.device)[:, None, None, :]
+                scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
+            if pixels in state.capture_sizes:
+                state.captured.append((probs, m))
+            out = probs.to(v.dtype) @ v
+        out = out.transpose(1, 2).reshape(batch, -1, heads * v.shape[-1])
+        out = attn.to_out[1](attn.to_out[0](out))
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+def install(unet, state: PilotAttention) -> dict:
+    """Put a ``PilotAttnProcessor`` on every attention layer; returns the previous processors."""
+    previous = dict(unet.attn_processors)
+    unet.set_attn_processor({name: PilotAttnProcessor(state) for name in previous})
+    return previous
+
+
+def semantic_centring_loss(captured: list, prompt_tokens: torch.Tensor) -> torch.Tensor:
+    """Mean over captured layers of (background − foreground) attention mass on the prompt tokens."""
+    losses = []
+    for probs, m in captured:
+        if m is None:
+            continue
+        rows = probs.shape[0]
+        tok = prompt_tokens[-rows:].to(probs.device, probs.dtype)  # conditional rows
+        mass = (probs * tok[:, None, None, :]).sum(-1).mean(1)  # B×pixels (mean over heads)
+        fg = (mass * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+        bg = (mass * (1 - m)).sum(-1) / (1 - m).sum(-1).clamp_min(1.0)
+        losses.append((bg - fg).mean())
+    if not losses:
+        raise ValueError("no cross-attention layer matched pilot.attention_sizes; check the selected resolutions")
+    return torch.stack(losses).mean()

@@ -1,0 +1,164 @@
+"""PILOT on a tiny random SD built from configs (tokenizer in code; no network)."""
+
+import pytest
+import torch
+
+from pixperfect.pilot import PilotPipeline
+from pixperfect.pilot.attention import PilotAttention, semantic_centring_loss
+from tiny_diffusers import tiny_sd_components
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    p = PilotPipeline(**tiny_sd_components(tmp_path_factory.mktemp("sd")))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture
+def inputs():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    return image, mask
+
+
+def run(pipe, inputs, **kw):
+    image, mask = inputs
+    args = dict(num_inference_steps=6, op_interval=2, num_gradient_steps=3, guidance_scale=3.0,
+                generator=torch.Generator().manual_seed(0), output_type="pt")
+    args.update(kw)
+    return pipe("a photo of a cat", image, mask, **args).images
+
+
+def bg_error(out, inputs):
+    image, mask = inputs
+    return float(((out - image).abs() * (1 - mask)).sum() / (3 * (1 - mask).sum()))
+
+
+def test_output_shape_and_range(pipe, inputs):
+    out = run(pipe, inputs)
+    assert out.shape == (1, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+
+
+def test_l_bg_falls_over_the_inner_steps(pipe, inputs):
+    run(pipe, inputs, num_gradient_steps=5, lr=0.05, coef=0.0)
+    first = [r["l_bg"] for r in pipe._last_losses[:5]]
+    assert first[-1] < first[0]
+
+
+def test_optimisation_lowers_the_final_background_error(pipe, inputs):
+    plain = run(pipe, inputs, num_gradient_steps=0)
+    optimised = run(pipe, inputs, num_gradient_steps=5, lr=0.05)
+    assert bg_error(optimised, inputs) < bg_error(plain, inputs)
+
+
+def test_gamma_0_equals_plain_blended_latent_sampling(pipe, inputs):
+    image, mask = inputs
+    out = run(pipe, inputs, gamma=0.0, sbc=False)
+    # reference: blended latent diffusion with the stock attention processors
+    from diffusers.models.attention_processor import AttnProcessor
+
+    unet, vae, sched = pipe.unet, pipe.vae, pipe.scheduler
+    unet.set_attn_processor(AttnProcessor())
+    g = torch.Generator().manual_seed(0)
+    embeds, _ = pipe.encode_prompt("a photo of a cat", None, "cpu")
+    with torch.no_grad():
+        z0 = vae.encode(image * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+        m = (torch.nn.functional.interpolate(mask, size=z0.shape[-2:], mode="area") > 0).float()
+        sched.set_timesteps(6)
+        z = torch.randn(z0.shape, generator=g) * sched.init_noise_sigma
+        noise = torch.randn(z0.shape, generator=g)
+        ts = sched.timesteps
+        for i, t in enumerate(ts):
+            e_u, e_c = unet(torch.cat([z] * 2), t, encoder_hidden_states=embeds).sample.chunk(2)
+            z = sched.step(e_u + 3.0 * (e_c - e_u), t, z).prev_sample
+            ref = z0 if i + 1 == len(ts) else sched.add_noise(z0, noise, ts[i + 1][None])
+            z = m * z + (1 - m) * ref
+        expected = ((vae.decode(z / vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_sbc_zeroes_background_attention_to_prompt_tokens(pipe, inputs):
+    import pixperfect.pilot.pipeline as pipeline_mod
+
+    captured = []
+    real_loss = pipeline_mod.semantic_centring_loss
+
+    def capture_loss(caps, tokens):
+        captured.extend(caps)
+        return real_loss(caps, tokens)
+
+    pipeline_mod.semantic_centring_loss = capture_loss
+    try:
+        run(pipe, inputs, num_gradient_steps=1)
+    finally:
+        pipeline_mod.semantic_centring_loss = real_loss
+    assert captured
+    _, tokens = pipe.encode_prompt("a photo of a cat", None, "cpu")
+    tok = tokens[1]
+    assert tok.sum() == 5  # a, photo, of, a, cat — no BOS/EOS/padding
+    for probs, m in captured:
+        bg_mass = (probs[..., tok] * (1 - m)[:, None, :, None]).sum()
+        fg_mass = (probs[..., tok] * m[:, None, :, None]).sum()
+        assert bg_mass.item() == 0.0 and fg_mass.item() > 0
+
+
+def test_semantic_centring_loss_is_bg_minus_fg_mass():
+    probs = torch.zeros(1, 1, 4, 3)
+    probs[0, 0, :, 1] = torch.tensor([0.9, 0.8, 0.1, 0.2])  # token 1 is the prompt token
+    m = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    tokens = torch.tensor([[False, True, False]])
+    loss = semantic_centring_loss([(probs, m)], tokens)
+    assert loss.item() == pytest.approx(0.15 - 0.85)
+    with pytest.raises(ValueError, match="attention"):
+        semantic_centring_loss([], tokens)
+
+
+def test_save_and_load_round_trip(pipe, inputs, tmp_path):
+    pipe.save_pretrained(tmp_path / "pilot")
+    loaded = PilotPipeline.from_pretrained(tmp_path / "pilot")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(run(loaded, inputs), run(pipe, inputs))
+
+
+def test_errors(pipe, inputs):
+    image, mask = inputs
+    with pytest.raises(ValueError, match="does not match"):
+        pipe("a cat", image, mask[..., :16], output_type="pt", num_inference_steps=2)
+    with pytest.raises(ValueError, match="empty"):
+        pipe("a cat", image, torch.zeros_like(mask), output_type="pt", num_inference_steps=2)
+    with pytest.raises(ValueError, match="tokens long"):
+        pipe(" ".join(["cat"] * 40), image, mask, output_type="pt", num_inference_steps=2)
+
+
+def test_attention_state_resizes_the_mask():
+    state = PilotAttention(mask=torch.ones(1, 1, 5, 7))
+    assert state.mask_at(35, 2, "cpu", torch.float32).shape == (2, 35)
+    assert state.mask_at(3 * 4, 1, "cpu", torch.float32).shape == (1, 12)  # ceil(5/2)·ceil(7/2)
+    assert state.mask_at(11, 1, "cpu", torch.float32) is None
+
+
+def test_cli_on_a_cbsd68_photo(pipe, tmp_path, cbsd68_photos):
+    import numpy as np
+    from PIL import Image
+
+    from pixperfect.pilot.__main__ import main as pilot_main
+
+    pipe.save_pretrained(tmp_path / "model")
+    photo = Image.open(cbsd68_photos[0]).convert("RGB").crop((0, 0, 64, 48))
+    photo.save(tmp_path / "in.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:50] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["--model", str(tmp_path / "model"), "--image", str(tmp_path / "in.png"), "--prompt", "a cat",
+              "--steps", "4", "--op-interval", "2", "--gradient-steps", "2", "--paste-back"]
+    assert pilot_main([*common, "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == (48, 64, 3)
+    assert np.array_equal(out[:10], np.asarray(photo)[:10])  # pasted-back background
+    Image.fromarray(mask[:20]).save(tmp_path / "small.png")
+    assert pilot_main([*common, "--mask", str(tmp_path / "small.png"), "--out", str(tmp_path / "o2.png")]) == 2
+    Image.fromarray(np.zeros_like(mask)).save(tmp_path / "empty.png")
+    assert pilot_main([*common, "--mask", str(tmp_path / "empty.png"), "--out", str(tmp_path / "o3.png")]) == 2
