@@ -42,6 +42,15 @@ def test_output_shape_and_range(pipe, inputs):
     assert out.shape == (1, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
 
 
+def test_any_size_in_same_size_out(pipe):
+    image = torch.rand(1, 3, 30, 37)
+    mask = torch.zeros(1, 1, 30, 37)
+    mask[..., 5:20, 10:30] = 1
+    out = run(pipe, (image, mask), paste_back=True)
+    assert out.shape == (1, 3, 30, 37)
+    assert torch.equal(out[..., :5, :], image[..., :5, :])
+
+
 def test_l_bg_falls_over_the_inner_steps(pipe, inputs):
     run(pipe, inputs, num_gradient_steps=5, lr=0.05, coef=0.0)
     first = [r["l_bg"] for r in pipe._last_losses[:5]]
@@ -162,3 +171,60 @@ def test_cli_on_a_cbsd68_photo(pipe, tmp_path, cbsd68_photos):
     assert pilot_main([*common, "--mask", str(tmp_path / "small.png"), "--out", str(tmp_path / "o2.png")]) == 2
     Image.fromarray(np.zeros_like(mask)).save(tmp_path / "empty.png")
     assert pilot_main([*common, "--mask", str(tmp_path / "empty.png"), "--out", str(tmp_path / "o3.png")]) == 2
+
+
+@pytest.fixture(scope="module")
+def control_pipe(pipe):
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(1)
+    controlnet = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(4, 8))
+    for p in controlnet.parameters():  # ControlNet's zero convolutions would make it a no-op: randomise them
+        torch.nn.init.normal_(p, std=0.2)
+    p = PilotPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+                      scheduler=pipe.scheduler, controlnet=controlnet)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_controlnet_runs_in_both_passes_and_changes_the_output(control_pipe, pipe, inputs):
+    image, mask = inputs
+    control = torch.zeros(1, 3, 32, 32)
+    control[..., 12:20, :] = 1.0  # a bar across the hole
+    plain = run(pipe, inputs)
+    with_control = run(control_pipe, inputs, control_image=control)
+    assert not torch.allclose(plain, with_control, atol=1e-4)
+    calls = []
+    original = control_pipe.controlnet.forward
+    control_pipe.controlnet.forward = lambda *a, **k: calls.append(torch.is_grad_enabled()) or original(*a, **k)
+    try:
+        run(control_pipe, inputs, control_image=control, num_gradient_steps=2)
+    finally:
+        del control_pipe.controlnet.forward
+    assert True in calls and False in calls  # used with gradients (optimisation) and without (sampling)
+
+
+def test_controlnet_composite_uses_the_annotator_outside_the_mask(control_pipe, inputs):
+    image, mask = inputs
+    seen = []
+
+    def annotator(img):
+        seen.append(img.shape)
+        return torch.zeros_like(img)
+
+    control = torch.ones(1, 3, 32, 32)
+    a = run(control_pipe, inputs, control_image=control, control_annotator=annotator)
+    b = run(control_pipe, inputs, control_image=control)
+    assert seen == [(1, 3, 32, 32)] and not torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="no controlnet"):
+        run(PilotPipeline(**{k: v for k, v in control_pipe.components.items() if k != "controlnet"}), inputs,
+            control_image=control)
+
+
+def test_controlnet_pipeline_save_load(control_pipe, inputs, tmp_path):
+    control = torch.rand(1, 3, 32, 32)
+    control_pipe.save_pretrained(tmp_path / "cn")
+    loaded = PilotPipeline.from_pretrained(tmp_path / "cn")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.controlnet is not None
+    torch.testing.assert_close(run(loaded, inputs, control_image=control), run(control_pipe, inputs, control_image=control))

@@ -20,6 +20,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from PIL import Image
 
 from pixperfect.pilot.attention import PilotAttention, install, semantic_centring_loss
+from pixperfect.utils import pad_to_multiple
 
 
 def to_tensor(image, channels: int) -> torch.Tensor:
@@ -42,11 +43,13 @@ def to_tensor(image, channels: int) -> torch.Tensor:
 class PilotPipeline(DiffusionPipeline):
     """PILOT on a Stable Diffusion 1.x / 2.x checkpoint (``from_pretrained(dir_or_hub_id)``)."""
 
-    model_cpu_offload_seq = "text_encoder->unet->vae"
+    model_cpu_offload_seq = "text_encoder->controlnet->unet->vae"
+    _optional_components = ["controlnet"]
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, controlnet=None):
         super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                              controlnet=controlnet)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     # ------------------------------------------------------------------ prompts
@@ -75,8 +78,6 @@ class PilotPipeline(DiffusionPipeline):
                              "(H×W); they must be the same size")
         if image.shape[1] != 3:
             raise ValueError(f"image must be RGB; got {image.shape[1]} channels")
-        if any(s % self.vae_scale_factor for s in image.shape[-2:]):
-            raise ValueError(f"image size {tuple(image.shape[-2:])} must be a multiple of {self.vae_scale_factor}")
         if not bool((mask > 0.5).any()):
             raise ValueError("mask_image is empty: nothing to inpaint (1/white = region to generate)")
 
@@ -88,8 +89,17 @@ class PilotPipeline(DiffusionPipeline):
         h, w = latent_hw
         return {(-(-h // 2**k)) * (-(-w // 2**k)) for k in levels if 0 <= k < n}
 
-    def _unet(self, latents, t, embeds):
-        return self.unet(latents, t, encoder_hidden_states=embeds).sample
+    def _unet(self, latents, t, embeds, control=None):
+        """One UNet forward; with a ControlNet and a control image, its residuals are added (the same
+        in the plain pass and in the gradient pass)."""
+        kwargs = {}
+        if self.controlnet is not None and control is not None:
+            cond, scale = control
+            cond = cond.expand(latents.shape[0], -1, -1, -1).to(latents.dtype)
+            down, mid = self.controlnet(latents, t, encoder_hidden_states=embeds, controlnet_cond=cond,
+                                        conditioning_scale=scale, return_dict=False)
+            kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        return self.unet(latents, t, encoder_hidden_states=embeds, **kwargs).sample
 
     # ------------------------------------------------------------------ call
     def __call__(
@@ -110,6 +120,9 @@ class PilotPipeline(DiffusionPipeline):
         sbc: bool = True,
         attention_levels: Sequence[int] | None = None,
         paste_back: bool = False,
+        control_image=None,
+        control_annotator: Callable | None = None,
+        controlnet_conditioning_scale: float = 1.0,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         callback_on_step_end: Callable | None = None,
@@ -120,10 +133,28 @@ class PilotPipeline(DiffusionPipeline):
             raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
         device = self._execution_device
         self.unet.requires_grad_(False)  # frozen: gradients go to the latent only
+        if self.controlnet is not None:
+            self.controlnet.requires_grad_(False)
         image_t = to_tensor(image, 3).to(device)
         mask_t = (to_tensor(mask_image, 1).to(device) > 0.5).float()
         self._check_inputs(image_t, mask_t)
+        # any H×W: pad (replicate; padded pixels count as background) to the UNet's multiple, crop at the end
+        h0, w0 = image_t.shape[-2:]
+        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        image_t, pad = pad_to_multiple(image_t, multiple, mode="replicate")
+        mask_t, _ = pad_to_multiple(mask_t, multiple, mode="constant")
         embeds, tokens = self.encode_prompt(prompt, negative_prompt, device)
+        control = None
+        if control_image is not None:
+            if self.controlnet is None:
+                raise ValueError("control_image given but this pipeline has no controlnet")
+            ctrl = to_tensor(control_image, 3).to(device)
+            if ctrl.shape[-2:] != (h0, w0):
+                raise ValueError(f"control_image {tuple(ctrl.shape[-2:])} does not match image {(h0, w0)} (H×W)")
+            ctrl, _ = pad_to_multiple(ctrl, multiple, mode="replicate")
+            if control_annotator is not None:  # composite: the original's map outside, the new map inside
+                ctrl = mask_t * ctrl + (1 - mask_t) * control_annotator(image_t)
+            control = (ctrl, controlnet_conditioning_scale)
 
         vae_dtype = self.vae.dtype
         with torch.no_grad():
@@ -152,10 +183,11 @@ class PilotPipeline(DiffusionPipeline):
                     if in_opt_stage and i % op_interval == 0 and num_gradient_steps > 0:
                         lam = coef * bg_area * (float(t) / big_t if coef_schedule == "linear" else 1.0)
                         latents = self._optimise(latents, t, embeds[1:], tokens[1:], state, z_input, bg, lam,
-                                                 num_gradient_steps, lr, momentum, (lh, lw), attention_levels)
+                                                 num_gradient_steps, lr, momentum, (lh, lw), attention_levels,
+                                                 control)
                     with torch.no_grad():
                         state.prompt_tokens, state.mask = tokens, m
-                        eps = self._unet(torch.cat([latents] * 2).to(unet_dtype), t, embeds).float()
+                        eps = self._unet(torch.cat([latents] * 2).to(unet_dtype), t, embeds, control).float()
                         eps_u, eps_c = eps.chunk(2)
                         eps = eps_u + guidance_scale * (eps_c - eps_u)
                         latents = self.scheduler.step(eps, t, latents).prev_sample.float()
@@ -175,6 +207,7 @@ class PilotPipeline(DiffusionPipeline):
         out = ((out + 1) / 2).clamp(0, 1)
         if paste_back:
             out = mask_t * out + (1 - mask_t) * image_t
+        out = out[..., pad[2]: pad[2] + h0, pad[0]: pad[0] + w0]
         if output_type == "pt":
             images = out
         elif output_type == "np":
@@ -187,7 +220,7 @@ class PilotPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
     def _optimise(self, latents, t, cond_embeds, cond_tokens, state, z_input, bg, lam, steps, lr, momentum,
-                  latent_hw, levels):
+                  latent_hw, levels, control=None):
         """Momentum SGD on the fp32 latent; the UNet stays frozen; one conditional forward per step."""
         alpha = self.scheduler.alphas_cumprod.to(latents.device)[int(t)].float()
         velocity = torch.zeros_like(latents)
@@ -197,7 +230,7 @@ class PilotPipeline(DiffusionPipeline):
             state.prompt_tokens, state.captured = cond_tokens, []
             state.capture_sizes = self.attention_sizes(latent_hw, levels)
             with torch.enable_grad():
-                eps = self._unet(z.to(self.unet.dtype), t, cond_embeds).float()
+                eps = self._unet(z.to(self.unet.dtype), t, cond_embeds, control).float()
                 x0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()
                 l_bg = ((x0 - z_input).square() * bg).sum() / (bg.sum() * z.shape[1]).clamp_min(1.0)
                 l_sc = semantic_centring_loss(state.captured, cond_tokens) if lam > 0 else x0.new_zeros(())
