@@ -228,3 +228,30 @@ def test_controlnet_pipeline_save_load(control_pipe, inputs, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert loaded.controlnet is not None
     torch.testing.assert_close(run(loaded, inputs, control_image=control), run(control_pipe, inputs, control_image=control))
+
+
+def test_t2i_adapter_changes_the_output_and_round_trips(pipe, inputs, tmp_path):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(2)
+    adapter = T2IAdapter(in_channels=3, channels=[8, 16], num_res_blocks=1, downscale_factor=2,
+                         adapter_type="full_adapter")
+    p = PilotPipeline(**{k: v for k, v in pipe.components.items() if k not in ("adapter", "controlnet")}, adapter=adapter)
+    p.set_progress_bar_config(disable=True)
+    sketch = torch.zeros(1, 3, 32, 32)
+    sketch[..., :, 14:18] = 1.0
+    plain = run(pipe, inputs)
+    calls = []
+    original = p.unet.forward
+    p.unet.forward = lambda *a, **k: calls.append(
+        (torch.is_grad_enabled(), "down_intrablock_additional_residuals" in k)) or original(*a, **k)
+    try:
+        adapted = run(p, inputs, adapter_image=sketch, num_gradient_steps=2)
+    finally:
+        del p.unet.forward
+    assert not torch.allclose(plain, adapted, atol=1e-4)
+    assert (True, True) in calls and (False, True) in calls  # features in the gradient and the sampling pass
+    p.save_pretrained(tmp_path / "t2i")
+    loaded = PilotPipeline.from_pretrained(tmp_path / "t2i")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(run(loaded, inputs, adapter_image=sketch, num_gradient_steps=2), adapted)

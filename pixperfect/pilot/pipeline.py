@@ -43,13 +43,13 @@ def to_tensor(image, channels: int) -> torch.Tensor:
 class PilotPipeline(DiffusionPipeline):
     """PILOT on a Stable Diffusion 1.x / 2.x checkpoint (``from_pretrained(dir_or_hub_id)``)."""
 
-    model_cpu_offload_seq = "text_encoder->controlnet->unet->vae"
-    _optional_components = ["controlnet"]
+    model_cpu_offload_seq = "text_encoder->controlnet->adapter->unet->vae"
+    _optional_components = ["controlnet", "adapter"]
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, controlnet=None):
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, controlnet=None, adapter=None):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                              controlnet=controlnet)
+                              controlnet=controlnet, adapter=adapter)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     # ------------------------------------------------------------------ prompts
@@ -89,9 +89,9 @@ class PilotPipeline(DiffusionPipeline):
         h, w = latent_hw
         return {(-(-h // 2**k)) * (-(-w // 2**k)) for k in levels if 0 <= k < n}
 
-    def _unet(self, latents, t, embeds, control=None):
-        """One UNet forward; with a ControlNet and a control image, its residuals are added (the same
-        in the plain pass and in the gradient pass)."""
+    def _unet(self, latents, t, embeds, control=None, adapter_state=None):
+        """One UNet forward; a ControlNet's residuals (given a control image) and a T2I-Adapter's
+        features are added — the same in the plain pass and in the gradient pass."""
         kwargs = {}
         if self.controlnet is not None and control is not None:
             cond, scale = control
@@ -99,6 +99,9 @@ class PilotPipeline(DiffusionPipeline):
             down, mid = self.controlnet(latents, t, encoder_hidden_states=embeds, controlnet_cond=cond,
                                         conditioning_scale=scale, return_dict=False)
             kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        if adapter_state is not None:  # a fresh list each call: the UNet consumes it
+            kwargs["down_intrablock_additional_residuals"] = [
+                s.expand(latents.shape[0], -1, -1, -1).to(latents.dtype) for s in adapter_state]
         return self.unet(latents, t, encoder_hidden_states=embeds, **kwargs).sample
 
     # ------------------------------------------------------------------ call
@@ -123,6 +126,8 @@ class PilotPipeline(DiffusionPipeline):
         control_image=None,
         control_annotator: Callable | None = None,
         controlnet_conditioning_scale: float = 1.0,
+        adapter_image=None,
+        adapter_conditioning_scale: float = 1.0,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         callback_on_step_end: Callable | None = None,
@@ -155,6 +160,18 @@ class PilotPipeline(DiffusionPipeline):
             if control_annotator is not None:  # composite: the original's map outside, the new map inside
                 ctrl = mask_t * ctrl + (1 - mask_t) * control_annotator(image_t)
             control = (ctrl, controlnet_conditioning_scale)
+        adapter_state = None
+        if adapter_image is not None:
+            if self.adapter is None:
+                raise ValueError("adapter_image given but this pipeline has no adapter")
+            cond = to_tensor(adapter_image, 3).to(device)
+            if cond.shape[-2:] != (h0, w0):
+                raise ValueError(f"adapter_image {tuple(cond.shape[-2:])} does not match image {(h0, w0)} (H×W)")
+            cond, _ = pad_to_multiple(cond, multiple, mode="replicate")
+            if control_annotator is not None:
+                cond = mask_t * cond + (1 - mask_t) * control_annotator(image_t)
+            with torch.no_grad():
+                adapter_state = [f * adapter_conditioning_scale for f in self.adapter(cond.to(self.adapter.dtype))]
 
         vae_dtype = self.vae.dtype
         with torch.no_grad():
@@ -184,10 +201,11 @@ class PilotPipeline(DiffusionPipeline):
                         lam = coef * bg_area * (float(t) / big_t if coef_schedule == "linear" else 1.0)
                         latents = self._optimise(latents, t, embeds[1:], tokens[1:], state, z_input, bg, lam,
                                                  num_gradient_steps, lr, momentum, (lh, lw), attention_levels,
-                                                 control)
+                                                 control, adapter_state)
                     with torch.no_grad():
                         state.prompt_tokens, state.mask = tokens, m
-                        eps = self._unet(torch.cat([latents] * 2).to(unet_dtype), t, embeds, control).float()
+                        eps = self._unet(torch.cat([latents] * 2).to(unet_dtype), t, embeds, control,
+                                         adapter_state).float()
                         eps_u, eps_c = eps.chunk(2)
                         eps = eps_u + guidance_scale * (eps_c - eps_u)
                         latents = self.scheduler.step(eps, t, latents).prev_sample.float()
@@ -220,7 +238,7 @@ class PilotPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
     def _optimise(self, latents, t, cond_embeds, cond_tokens, state, z_input, bg, lam, steps, lr, momentum,
-                  latent_hw, levels, control=None):
+                  latent_hw, levels, control=None, adapter_state=None):
         """Momentum SGD on the fp32 latent; the UNet stays frozen; one conditional forward per step."""
         alpha = self.scheduler.alphas_cumprod.to(latents.device)[int(t)].float()
         velocity = torch.zeros_like(latents)
@@ -230,7 +248,7 @@ class PilotPipeline(DiffusionPipeline):
             state.prompt_tokens, state.captured = cond_tokens, []
             state.capture_sizes = self.attention_sizes(latent_hw, levels)
             with torch.enable_grad():
-                eps = self._unet(z.to(self.unet.dtype), t, cond_embeds, control).float()
+                eps = self._unet(z.to(self.unet.dtype), t, cond_embeds, control, adapter_state).float()
                 x0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()
                 l_bg = ((x0 - z_input).square() * bg).sum() / (bg.sum() * z.shape[1]).clamp_min(1.0)
                 l_sc = semantic_centring_loss(state.captured, cond_tokens) if lam > 0 else x0.new_zeros(())
