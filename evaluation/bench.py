@@ -175,7 +175,7 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
 
     from data.stream import SampleProcessor
     from pixperfect.utils import stable_seed
-    from simulation.ops.texture import TextureMismatch
+    from simulation.ops.texture import gaussian_blur, jpeg
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the CPU part runs one worker per core: measure one core
@@ -205,8 +205,6 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
         timings[name] = timings.get(name, 0.0) + (time.perf_counter() - t0)
         return out
 
-    texture = pipe.texture or TextureMismatch()
-    from simulation.ops.texture import gaussian_blur, jpeg
     for i in range(n):
         g = torch.Generator().manual_seed(i)
         raw = raws[i % len(raws)]
@@ -231,8 +229,7 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
     emit(bench="simulation_cpu", resolution=resolution, img_per_s_per_core=round(1 / per_img, 2),
          ms_per_img=round(1000 * per_img, 2), target_img_per_s_per_core=16, device=device_name(torch.device("cpu")))
 
-    from pathlib import Path as _Path
-    taef2 = _Path(str(cfg.paths.taef2_dir))
+    taef2 = Path(str(cfg.paths.taef2_dir))
     if taef2.is_dir():
         from simulation import DeviceSimulation
 

@@ -216,6 +216,8 @@ def test_controlnet_composite_uses_the_annotator_outside_the_mask(control_pipe, 
     a = run(control_pipe, inputs, control_image=control, control_annotator=annotator)
     b = run(control_pipe, inputs, control_image=control)
     assert seen == [(1, 3, 32, 32)] and not torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="control_image .* does not match"):
+        run(control_pipe, inputs, control_image=torch.ones(1, 3, 16, 32))
     with pytest.raises(ValueError, match="no controlnet"):
         run(PilotPipeline(**{k: v for k, v in control_pipe.components.items() if k != "controlnet"}), inputs,
             control_image=control)

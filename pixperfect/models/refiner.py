@@ -1,7 +1,8 @@
 """The PixPerfect refiner: a CM-GAN-style, fully convolutional image-to-image network.
 
-It takes an LDM-edited image and its edit mask and predicts a residual that removes the
-low-level artifacts (colour shift, texture mismatch, seams) at and around the edit.
+It takes an LDM-edited image and its edit mask and predicts a correction of it (per-pixel and
+global colour transforms plus a residual, or a plain residual) that removes the low-level
+artifacts (colour shift, texture mismatch, seams) at and around the edit.
 ``save_pretrained``/``from_pretrained`` write and read ``config.json`` + ``model.safetensors``
 with no Lightning or Hydra involved.
 """

@@ -149,27 +149,27 @@ class PilotPipeline(DiffusionPipeline):
         image_t, pad = pad_to_multiple(image_t, multiple, mode="replicate")
         mask_t, _ = pad_to_multiple(mask_t, multiple, mode="constant")
         embeds, tokens = self.encode_prompt(prompt, negative_prompt, device)
+        def conditioning(img, name: str) -> torch.Tensor:
+            """A ControlNet/T2I map at the padded size; the original's map outside the mask when an
+            annotator is given (the composite control image)."""
+            cond = to_tensor(img, 3).to(device)
+            if cond.shape[-2:] != (h0, w0):
+                raise ValueError(f"{name} {tuple(cond.shape[-2:])} does not match image {(h0, w0)} (H×W)")
+            cond, _ = pad_to_multiple(cond, multiple, mode="replicate")
+            if control_annotator is not None:
+                cond = mask_t * cond + (1 - mask_t) * control_annotator(image_t)
+            return cond
+
         control = None
         if control_image is not None:
             if self.controlnet is None:
                 raise ValueError("control_image given but this pipeline has no controlnet")
-            ctrl = to_tensor(control_image, 3).to(device)
-            if ctrl.shape[-2:] != (h0, w0):
-                raise ValueError(f"control_image {tuple(ctrl.shape[-2:])} does not match image {(h0, w0)} (H×W)")
-            ctrl, _ = pad_to_multiple(ctrl, multiple, mode="replicate")
-            if control_annotator is not None:  # composite: the original's map outside, the new map inside
-                ctrl = mask_t * ctrl + (1 - mask_t) * control_annotator(image_t)
-            control = (ctrl, controlnet_conditioning_scale)
+            control = (conditioning(control_image, "control_image"), controlnet_conditioning_scale)
         adapter_state = None
         if adapter_image is not None:
             if self.adapter is None:
                 raise ValueError("adapter_image given but this pipeline has no adapter")
-            cond = to_tensor(adapter_image, 3).to(device)
-            if cond.shape[-2:] != (h0, w0):
-                raise ValueError(f"adapter_image {tuple(cond.shape[-2:])} does not match image {(h0, w0)} (H×W)")
-            cond, _ = pad_to_multiple(cond, multiple, mode="replicate")
-            if control_annotator is not None:
-                cond = mask_t * cond + (1 - mask_t) * control_annotator(image_t)
+            cond = conditioning(adapter_image, "adapter_image")
             with torch.no_grad():
                 adapter_state = [f * adapter_conditioning_scale for f in self.adapter(cond.to(self.adapter.dtype))]
 

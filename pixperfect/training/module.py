@@ -30,7 +30,8 @@ class PixPerfectModule(L.LightningModule):
         refiner: the generator (``CMGANRefiner``).
         discriminators: name → discriminator, one per name in ``loss.discriminator_names``.
         loss: the ``RefinerLoss``.
-        optimizer_g, optimizer_d: partials taking parameters (Hydra ``_partial_: true``).
+        optimizer_g, optimizer_d: partials taking parameters (Hydra ``_partial_: true``); default
+            Adam(lr 5e-4, betas (0.9, 0.999)) — see configs/train.yaml for why not StyleGAN's β1 = 0.
         ema_decay: EMA decay of the refiner weights used for validation and export.
         grad_clip: max gradient norm for both optimizers (0 = off).
         image_log_every: log an x_gen | x_pred | x_gt | mask grid every N steps (0 = off).
@@ -44,8 +45,8 @@ class PixPerfectModule(L.LightningModule):
         refiner: nn.Module,
         discriminators: Mapping[str, nn.Module],
         loss: RefinerLoss,
-        optimizer_g: Callable = partial(torch.optim.Adam, lr=5e-4, betas=(0.0, 0.99)),
-        optimizer_d: Callable = partial(torch.optim.Adam, lr=5e-4, betas=(0.0, 0.99)),
+        optimizer_g: Callable | None = None,
+        optimizer_d: Callable | None = None,
         ema_decay: float = 0.999,
         grad_clip: float = 1.0,
         image_log_every: int = 500,
@@ -61,8 +62,9 @@ class PixPerfectModule(L.LightningModule):
         self.discriminators = nn.ModuleDict(dict(discriminators))
         self.loss = loss
         self.ema = ema_model(refiner, ema_decay)
-        self.optimizer_g = optimizer_g
-        self.optimizer_d = optimizer_d
+        default = partial(torch.optim.Adam, lr=5e-4, betas=(0.9, 0.999))
+        self.optimizer_g = optimizer_g if optimizer_g is not None else default
+        self.optimizer_d = optimizer_d if optimizer_d is not None else default
         self.grad_clip = grad_clip
         self.image_log_every = image_log_every
         self.device_simulation = device_simulation

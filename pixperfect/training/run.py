@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 

@@ -17,7 +17,8 @@ class ColorShift:
     blended into the image through a random gradient alpha map. It returns a full shifted image;
     the pipeline composites it through the edit's alpha, so only the masked region changes.
 
-    Ranges are multiplicative factors except ``hue`` (fraction of a full turn, ±).
+    Ranges are multiplicative factors, except ``brightness`` (an additive shift of value − 1) and
+    ``hue`` (a fraction of a full turn, ±).
     """
 
     name = "color_shift"
