@@ -72,7 +72,7 @@ def test_gamma_0_equals_plain_blended_latent_sampling(pipe, inputs):
     unet, vae, sched = pipe.unet, pipe.vae, pipe.scheduler
     unet.set_attn_processor(AttnProcessor())
     g = torch.Generator().manual_seed(0)
-    embeds, _ = pipe.encode_prompt("a photo of a cat", None, "cpu")
+    embeds = pipe.encode_prompt("a photo of a cat", None, "cpu").embeds
     with torch.no_grad():
         z0 = vae.encode(image * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
         m = (torch.nn.functional.interpolate(mask, size=z0.shape[-2:], mode="area") > 0).float()
@@ -90,7 +90,7 @@ def test_gamma_0_equals_plain_blended_latent_sampling(pipe, inputs):
 
 
 def test_sbc_zeroes_background_attention_to_prompt_tokens(pipe, inputs):
-    import pixperfect.pilot.pipeline as pipeline_mod
+    import pixperfect.pilot.loop as pipeline_mod
 
     captured = []
     real_loss = pipeline_mod.semantic_centring_loss
@@ -105,7 +105,7 @@ def test_sbc_zeroes_background_attention_to_prompt_tokens(pipe, inputs):
     finally:
         pipeline_mod.semantic_centring_loss = real_loss
     assert captured
-    _, tokens = pipe.encode_prompt("a photo of a cat", None, "cpu")
+    tokens = pipe.encode_prompt("a photo of a cat", None, "cpu").tokens
     tok = tokens[1]
     assert tok.sum() == 5  # a, photo, of, a, cat — no BOS/EOS/padding
     for probs, m in captured:

@@ -3,6 +3,10 @@ loss, and Semantic Boundary Control (SBC) — background pixels may not attend t
 
 One ``PilotAttention`` state object is shared by every processor of a UNet; the pipeline sets
 the latent mask, which tokens are prompt tokens, and what to capture before each UNet call.
+Where diffusers' IP-Adapter processors are loaded, the PILOT processor wraps them and computes
+their decoupled image-token attention with the loaded ``to_k_ip``/``to_v_ip`` and the *live*
+``scale`` list, so ``pipe.set_ip_adapter_scale`` keeps working; with SBC on, background pixels
+take no image-prompt attention either (the image prompt describes the hole, like the text).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from diffusers.models import attention_processor
 
 
 @dataclass
@@ -44,10 +49,14 @@ class PilotAttention:
 
 
 class PilotAttnProcessor:
-    """Attention with explicit probabilities (so they can be masked and captured)."""
+    """Attention with explicit probabilities (so they can be masked and captured).
 
-    def __init__(self, state: PilotAttention):
+    ip: the IP-Adapter processor this one replaces (None for plain attention layers).
+    """
+
+    def __init__(self, state: PilotAttention, ip=None):
         self.state = state
+        self.ip = ip
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         residual = hidden_states
@@ -58,6 +67,13 @@ class PilotAttnProcessor:
             b, c, h, w = hidden_states.shape
             hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
         batch, pixels, _ = hidden_states.shape
+        ip_states = None
+        if isinstance(encoder_hidden_states, tuple):  # (text, [image tokens per IP-Adapter]) from the UNet
+            encoder_hidden_states, ip_states = encoder_hidden_states
+        if ip_states is not None and self.ip is None:
+            raise ValueError("IP-Adapter image tokens reached a layer without IP-Adapter weights; load_ip_adapter first")
+        if self.ip is not None and ip_states is None:
+            raise ValueError("this UNet has IP-Adapter layers; pass ip_adapter_image (or unload_ip_adapter())")
         cross = encoder_hidden_states is not None
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
@@ -86,6 +102,8 @@ class PilotAttnProcessor:
                 state.captured.append((probs, m))
             out = probs.to(v.dtype) @ v
         out = out.transpose(1, 2).reshape(batch, -1, heads * v.shape[-1])
+        if ip_states is not None:
+            out = out + self._ip_attention(q, ip_states, batch, heads, pixels)
         out = attn.to_out[1](attn.to_out[0](out))
         if input_ndim == 4:
             out = out.transpose(-1, -2).reshape(b, c, h, w)
@@ -94,10 +112,31 @@ class PilotAttnProcessor:
         return out / attn.rescale_output_factor
 
 
+    def _ip_attention(self, q, ip_states, batch, heads, pixels):
+        """Σ_i scale_i · softmax(q k_ip,iᵀ) v_ip,i — IP-Adapter's decoupled cross-attention."""
+        total = 0.0
+        m = self.state.mask_at(pixels, batch, q.device, q.dtype) if self.state.sbc else None
+        for states, scale, to_k, to_v in zip(ip_states, self.ip.scale, self.ip.to_k_ip, self.ip.to_v_ip, strict=True):
+            k = to_k(states).view(batch, -1, heads, q.shape[-1]).transpose(1, 2)
+            v = to_v(states).view(batch, -1, heads, q.shape[-1]).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, pixels, -1)
+            if m is not None:
+                out = out * m[..., None]
+            total = total + scale * out
+        return total
+
+
+IP_ADAPTER_PROCESSORS = tuple(getattr(attention_processor, name) for name in (
+    "IPAdapterAttnProcessor", "IPAdapterAttnProcessor2_0", "IPAdapterXFormersAttnProcessor")
+    if hasattr(attention_processor, name))
+
+
 def install(unet, state: PilotAttention) -> dict:
-    """Put a ``PilotAttnProcessor`` on every attention layer; returns the previous processors."""
+    """Put a ``PilotAttnProcessor`` on every attention layer (wrapping IP-Adapter processors);
+    returns the previous processors so the caller can restore them."""
     previous = dict(unet.attn_processors)
-    unet.set_attn_processor({name: PilotAttnProcessor(state) for name in previous})
+    unet.set_attn_processor({name: PilotAttnProcessor(state, p if isinstance(p, IP_ADAPTER_PROCESSORS) else None)
+                             for name, p in previous.items()})
     return previous
 
 
