@@ -49,8 +49,8 @@ def photo(cbsd68_photos) -> torch.Tensor:
     return load_photo(cbsd68_photos[0], 96)
 
 
-def compose(overrides: list[str], output_dir: Path):
-    """Compose configs/train.yaml like `python train.py OVERRIDES` (no run dir is created)."""
+def compose(overrides: list[str], output_dir: Path, config_name: str = "train"):
+    """Compose configs/CONFIG_NAME.yaml like `python train.py OVERRIDES` (no run dir is created)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -58,7 +58,7 @@ def compose(overrides: list[str], output_dir: Path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return hydra_compose(
-            config_name="train",
+            config_name=config_name,
             overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}/logs",
                        f"paths.cache_dir={output_dir.parent / 'cache'}"],
         )
