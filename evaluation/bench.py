@@ -3,6 +3,7 @@
     python -m evaluation.bench refiner   # cmgan forward @512² b1, cmgan_small train step @256² b8
     python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; pooling N=8 batched vs sequential
     python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
+    python -m evaluation.bench pilot     # PILOT vs optimisation off: time and peak-memory ratio (bench_pilot.py)
 """
 
 from __future__ import annotations
@@ -265,15 +266,28 @@ def _bench_photos(cfg, resolution: int) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["refiner", "losses", "simulation"], help="which benchmark")
+    parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot"], help="which benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32, help="losses: batch size")
     parser.add_argument("--resolution", type=int, default=512, help="losses: image side")
     parser.add_argument("--pool-resolution", type=int, default=256, help="pooling: image side")
+    parser.add_argument("--size", default=None, choices=["tiny", "small", "sd15"],
+                        help="pilot: random-weight model size (default sd15 on CUDA, small on CPU)")
+    parser.add_argument("--steps", type=int, default=20, help="pilot: num_inference_steps")
+    parser.add_argument("--op-interval", type=int, default=5, help="pilot: τ")
+    parser.add_argument("--gradient-steps", type=int, default=5, help="pilot: K")
+    parser.add_argument("--gamma", type=float, default=1.0, help="pilot: γ")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="pilot")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    if args.what == "refiner":
+    if args.what == "pilot":
+        from evaluation.bench_pilot import bench_pilot
+
+        size = args.size or ("sd15" if device.type == "cuda" else "small")
+        bench_pilot(device, args.repeats, size, args.steps, args.op_interval, args.gradient_steps, args.gamma,
+                    args.gradient_checkpointing)
+    elif args.what == "refiner":
         bench_refiner(device, args.repeats)
     elif args.what == "simulation":
         bench_simulation(device, args.repeats, resolution=args.resolution)

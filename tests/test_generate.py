@@ -117,3 +117,17 @@ def test_cli(model_dir, photos, tmp_path):
     missing = subprocess.run([*common, "pilot", *args[:4], f"input.folder={tmp_path / 'nope'}",
                               f"paths.log_dir={tmp_path / 'logs'}"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("name,resolution,steps", [("sd15", 512, 200), ("sdxl", 1024, 200), ("fast", 512, 50)])
+def test_pilot_group_presets(tmp_path, name, resolution, steps):
+    import inspect
+
+    from pixperfect.pilot.loop import PilotLoop
+
+    cfg = compose([f"pilot={name}"], tmp_path, config_name="generate")
+    assert (cfg.pilot.name, cfg.pilot.resolution, cfg.pilot.call.num_inference_steps) == (f"pilot_{name}", resolution,
+                                                                                           steps)
+    assert str(cfg.output.dir).endswith(f"eval_sets/pilot_{name}")
+    accepted = set(inspect.signature(PilotLoop.__call__).parameters)
+    assert set(cfg.pilot.call) <= accepted  # every call key is a real argument

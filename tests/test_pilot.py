@@ -257,3 +257,31 @@ def test_t2i_adapter_changes_the_output_and_round_trips(pipe, inputs, tmp_path):
     loaded = PilotPipeline.from_pretrained(tmp_path / "t2i")
     loaded.set_progress_bar_config(disable=True)
     torch.testing.assert_close(run(loaded, inputs, adapter_image=sketch, num_gradient_steps=2), adapted)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_no_hidden_unet_passes(pipe, inputs, checkpointing):
+    """N CFG forwards (batch 2) plus K conditional forwards (batch 1) every τ steps of the optimised
+    share γ — exactly, with or without gradient checkpointing (it recomputes blocks, not the UNet)."""
+    batches = []
+    handle = pipe.unet.register_forward_hook(lambda mod, args, out: batches.append(args[0].shape[0]))
+    try:
+        run(pipe, inputs, num_inference_steps=6, op_interval=2, num_gradient_steps=3, gamma=0.5,
+            gradient_checkpointing=checkpointing)
+    finally:
+        handle.remove()
+    timesteps = pipe.scheduler.timesteps
+    optimised = [i for i, t in enumerate(timesteps) if float(t) >= 1000 * 0.5 and i % 2 == 0]
+    assert batches.count(2) == 6
+    assert batches.count(1) == 3 * len(optimised) and len(optimised) > 0
+    assert len(batches) == 6 + 3 * len(optimised)
+
+
+def test_bench_pilot_reports_both_variants():
+    from evaluation.bench_pilot import bench_pilot
+
+    rec = bench_pilot(torch.device("cpu"), repeats=0, size="tiny", steps=2, op_interval=1, gradient_steps=2,
+                      gamma=0.5)
+    assert rec["time_ratio_target"] == 1 + 3 * 0.5 * 2 / 1
+    assert rec["time_ratio"] == pytest.approx(rec["ms_pilot"] / rec["ms_optimisation_off"], rel=1e-2)
+    assert rec["ms_pilot"] > 0 and rec["peak_mb_pilot"] >= 0
