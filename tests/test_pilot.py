@@ -5,7 +5,7 @@ import torch
 
 from pixperfect.pilot import PilotPipeline
 from pixperfect.pilot.attention import PilotAttention, semantic_centring_loss
-from tiny_diffusers import tiny_sd_components
+from tiny_diffusers import pilot_inputs, run_pilot, tiny_sd_components
 
 
 @pytest.fixture(scope="module")
@@ -17,19 +17,10 @@ def pipe(tmp_path_factory):
 
 @pytest.fixture
 def inputs():
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 32, 32)
-    mask = torch.zeros(1, 1, 32, 32)
-    mask[..., 8:24, 8:24] = 1
-    return image, mask
+    return pilot_inputs()
 
 
-def run(pipe, inputs, **kw):
-    image, mask = inputs
-    args = dict(num_inference_steps=6, op_interval=2, num_gradient_steps=3, guidance_scale=3.0,
-                generator=torch.Generator().manual_seed(0), output_type="pt")
-    args.update(kw)
-    return pipe("a photo of a cat", image, mask, **args).images
+run = run_pilot
 
 
 def bg_error(out, inputs):

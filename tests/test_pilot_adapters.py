@@ -9,27 +9,16 @@ import pytest
 import torch
 
 from pixperfect.pilot import PilotPipeline, PilotXLPipeline
-from tiny_diffusers import tiny_image_encoder, tiny_ip_adapter_state_dict, tiny_lora, tiny_sd_components, \
+from tiny_diffusers import pilot_inputs, run_pilot, tiny_image_encoder, tiny_ip_adapter_state_dict, tiny_lora, tiny_sd_components, \
     tiny_sdxl_components
 
 PROMPT = "a photo of a cat"
+run = run_pilot
 
 
 @pytest.fixture
 def inputs():
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 32, 32)
-    mask = torch.zeros(1, 1, 32, 32)
-    mask[..., 8:24, 8:24] = 1
-    return image, mask
-
-
-def run(pipe, inputs, **kw):
-    image, mask = inputs
-    args = dict(num_inference_steps=6, op_interval=2, num_gradient_steps=3, guidance_scale=3.0,
-                generator=torch.Generator().manual_seed(0), output_type="pt")
-    args.update(kw)
-    return pipe(PROMPT, image, mask, **args).images
+    return pilot_inputs()
 
 
 def first_l_bg(pipe):

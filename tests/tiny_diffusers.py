@@ -92,3 +92,21 @@ def tiny_lora(folder: Path, pipeline_cls, seed: int = 3) -> Path:
                                 target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     pipeline_cls.save_lora_weights(folder / "lora", unet_lora_layers=get_peft_model_state_dict(unet))
     return folder / "lora"
+
+
+def pilot_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded 32×32 image and a centred 16×16 square mask."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    return image, mask
+
+
+def run_pilot(pipe, inputs, prompt: str = "a photo of a cat", **kw) -> torch.Tensor:
+    """A short seeded PILOT run (6 steps, K=3 every τ=2) returning N×3×H×W in [0, 1]."""
+    image, mask = inputs
+    args = dict(num_inference_steps=6, op_interval=2, num_gradient_steps=3, guidance_scale=3.0,
+                generator=torch.Generator().manual_seed(0), output_type="pt")
+    args.update(kw)
+    return pipe(prompt, image, mask, **args).images
