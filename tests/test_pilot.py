@@ -276,3 +276,19 @@ def test_bench_pilot_reports_both_variants():
     assert rec["time_ratio_target"] == 1 + 3 * 0.5 * 2 / 1
     assert rec["time_ratio"] == pytest.approx(rec["ms_pilot"] / rec["ms_optimisation_off"], rel=1e-2)
     assert rec["ms_pilot"] > 0 and rec["peak_mb_pilot"] >= 0
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_x0_prediction_matches_the_scheduler(pipe, kind):
+    from diffusers import DDIMScheduler
+
+    original = pipe.scheduler
+    pipe.scheduler = DDIMScheduler.from_config(original.config, prediction_type=kind)
+    try:
+        pipe.scheduler.set_timesteps(10)
+        t = pipe.scheduler.timesteps[3]
+        z, out = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+        ours = pipe.predict_x0(z, out, pipe.scheduler.alphas_cumprod[int(t)])
+        assert torch.allclose(ours, pipe.scheduler.step(out, t, z).pred_original_sample, atol=1e-5)
+    finally:
+        pipe.scheduler = original

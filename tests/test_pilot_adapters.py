@@ -45,6 +45,16 @@ def test_sdxl_shapes_and_background_loss_falls(xl, inputs):
     assert odd.shape == (1, 3, 30, 37)
 
 
+def test_sdxl_scheduler_becomes_ddim_with_the_same_schedule(tmp_path):
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    parts = tiny_sdxl_components(tmp_path)
+    assert isinstance(parts["scheduler"], EulerDiscreteScheduler)
+    pipe = PilotXLPipeline(**parts)
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    assert torch.equal(pipe.scheduler.alphas_cumprod, parts["scheduler"].alphas_cumprod)
+
+
 def test_sdxl_conditioning_is_two_encoders_pooled_and_time_ids(xl):
     cond = xl.encode_prompt(PROMPT, None, "cpu", size=(64, 48))
     assert cond.embeds.shape == (2, 16, 16)  # 8 + 8 channels from the two encoders

@@ -26,7 +26,7 @@ def tiny_inpaint_pipeline(folder: Path):
 def tiny_sdxl_components(folder: Path) -> dict:
     """SDXL-shaped: two text encoders (the second with projection), a UNet with text_time added
     conditioning (6 time ids × 4 + 8 pooled = 32 features), cross-attention on 8 + 8 channels."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -43,8 +43,8 @@ def tiny_sdxl_components(folder: Path) -> dict:
     vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
                         layers_per_block=1)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")  # what SDXL ships
     return {"unet": unet, "vae": vae, "text_encoder": CLIPTextModel(config),
             "text_encoder_2": CLIPTextModelWithProjection(config), "tokenizer": tokenizer,
             "tokenizer_2": word_tokenizer(folder / "tokenizer_2"), "scheduler": scheduler}

@@ -12,13 +12,14 @@ Mask convention: 1 = region to generate (diffusers'). Subclasses provide ``encod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DiffusionPipeline
+from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.loaders import IPAdapterMixin
 from diffusers.models.embeddings import ImageProjection
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
@@ -26,6 +27,8 @@ from PIL import Image
 
 from pixperfect.pilot.attention import PilotAttention, install, semantic_centring_loss
 from pixperfect.utils import pad_to_multiple
+
+logger = logging.getLogger(__name__)
 
 
 def to_tensor(image, channels: int) -> torch.Tensor:
@@ -84,8 +87,18 @@ class PromptConditioning:
         return self.embeds[rows], (added or None)
 
 
+def as_ddim(scheduler) -> DDIMScheduler:
+    """PILOT is defined on DDIM: any other scheduler (SDXL ships Euler) becomes a DDIM scheduler
+    with the same training schedule (betas, prediction type, timestep spacing) via ``from_config``."""
+    if isinstance(scheduler, DDIMScheduler):
+        return scheduler
+    logger.info("PILOT: using DDIMScheduler.from_config(%s.config)", type(scheduler).__name__)
+    return DDIMScheduler.from_config(scheduler.config)
+
+
 class PilotLoop(DiffusionPipeline, IPAdapterMixin):
-    """The PILOT denoising loop; a subclass registers the models and implements ``encode_prompt``."""
+    """The PILOT denoising loop; a subclass registers the models (the scheduler through
+    ``as_ddim``) and implements ``encode_prompt``."""
 
     _optional_components = ["controlnet", "adapter", "image_encoder", "feature_extractor"]
 
@@ -246,6 +259,8 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
             with torch.no_grad():
                 adapter_state = [f * adapter_conditioning_scale for f in self.adapter(a.to(self.adapter.dtype))]
 
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)  # the SDXL VAE overflows in float16 (diffusers upcasts it the same way)
         vae_dtype = self.vae.dtype
         with torch.no_grad():
             z_input = self.vae.encode((image_t * 2 - 1).to(vae_dtype)).latent_dist.mode().float()
@@ -310,6 +325,18 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt'; got {output_type!r}")
         return ImagePipelineOutput(images=images)
 
+    def predict_x0(self, z: torch.Tensor, out: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """One-step clean-latent prediction from the UNet output, for the scheduler's prediction type
+        (epsilon: SD1.x/SDXL; v_prediction: SD2.x 768-v; sample)."""
+        kind = self.scheduler.config.prediction_type
+        if kind == "epsilon":
+            return (z - (1 - alpha).sqrt() * out) / alpha.sqrt()
+        if kind == "v_prediction":
+            return alpha.sqrt() * z - (1 - alpha).sqrt() * out
+        if kind == "sample":
+            return out
+        raise ValueError(f"unsupported scheduler prediction_type {kind!r}")
+
     def _optimise(self, latents, t, cond, state, z_input, bg, lam, steps, lr, momentum, latent_hw, levels,
                   control=None, adapter_state=None, checkpointing=False):
         """Momentum SGD on the fp32 latent; the UNet stays frozen; one conditional forward per step."""
@@ -327,8 +354,8 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
                 state.prompt_tokens, state.captured = cond_tokens, []
                 state.capture_sizes = self.attention_sizes(latent_hw, levels)
                 with torch.enable_grad():
-                    eps = self._unet(z.to(self.unet.dtype), t, cond, control, adapter_state).float()
-                    x0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+                    out = self._unet(z.to(self.unet.dtype), t, cond, control, adapter_state).float()
+                    x0 = self.predict_x0(z, out, alpha)
                     l_bg = ((x0 - z_input).square() * bg).sum() / (bg.sum() * z.shape[1]).clamp_min(1.0)
                     l_sc = semantic_centring_loss(state.captured, cond_tokens) if lam > 0 else x0.new_zeros(())
                     loss = l_bg + lam * l_sc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
-from pixperfect.pilot.loop import PilotLoop, PromptConditioning, check_prompt_length, prompt_token_mask
+from pixperfect.pilot.loop import PilotLoop, PromptConditioning, as_ddim, check_prompt_length, prompt_token_mask
 
 
 class PilotPipeline(PilotLoop, StableDiffusionLoraLoaderMixin):
@@ -21,8 +21,8 @@ class PilotPipeline(PilotLoop, StableDiffusionLoraLoaderMixin):
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, controlnet=None, adapter=None,
                  image_encoder=None, feature_extractor=None):
         super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                              controlnet=controlnet, adapter=adapter, image_encoder=image_encoder,
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=as_ddim(scheduler), controlnet=controlnet, adapter=adapter, image_encoder=image_encoder,
                               feature_extractor=feature_extractor)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 
-from pixperfect.pilot.loop import PilotLoop, PromptConditioning, check_prompt_length, prompt_token_mask
+from pixperfect.pilot.loop import PilotLoop, PromptConditioning, as_ddim, check_prompt_length, prompt_token_mask
 
 
 class PilotXLPipeline(PilotLoop, StableDiffusionXLLoraLoaderMixin):
@@ -24,7 +24,7 @@ class PilotXLPipeline(PilotLoop, StableDiffusionXLLoraLoaderMixin):
                  adapter=None, image_encoder=None, feature_extractor=None, force_zeros_for_empty_prompt: bool = True):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-                              tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, controlnet=controlnet,
+                              tokenizer_2=tokenizer_2, unet=unet, scheduler=as_ddim(scheduler), controlnet=controlnet,
                               adapter=adapter, image_encoder=image_encoder, feature_extractor=feature_extractor)
         self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
