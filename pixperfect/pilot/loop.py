@@ -141,9 +141,9 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
         embeds = []
         with torch.no_grad():
             for img, layer in zip(images, layers, strict=True):
-                if torch.is_tensor(img):  # N×C×H×W in [0,1] → what the CLIP processor expects
-                    img = [Image.fromarray((a * 255).round().byte().cpu().numpy()) for a in to_tensor(img, 3)
-                           .permute(0, 2, 3, 1)]
+                if torch.is_tensor(img):  # the CLIP processor expects 0–255 images
+                    arr = (to_tensor(img, 3)[:1].permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy()
+                    img = Image.fromarray(arr[0])
                 pixels = self.feature_extractor(img, return_tensors="pt").pixel_values
                 pixels = pixels[:1].to(device=device, dtype=self.image_encoder.dtype)
                 if isinstance(layer, ImageProjection):
