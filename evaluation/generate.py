@@ -121,6 +121,7 @@ def write_eval_set(samples: Iterable[dict], make: Callable[[dict], dict], out_di
 def pilot_maker(cfg) -> Callable[[dict], dict]:
     """The per-sample function for PILOT: load the pipeline once, then inpaint each sample."""
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from pixperfect.pilot.load import load_pilot
 
@@ -128,7 +129,7 @@ def pilot_maker(cfg) -> Callable[[dict], dict]:
     pipe = load_pilot(p.model, device=p.device, dtype=p.dtype, controlnet=p.controlnet, adapter=p.adapter,
                       lora=p.lora, lora_scale=p.lora_scale, ip_adapter=p.ip_adapter, ip_adapter_scale=p.ip_adapter_scale)
     masks = instantiate(cfg.masks)
-    call = dict(p.call)
+    call = OmegaConf.to_container(p.call, resolve=True)  # plain lists/dicts: for the pipeline and for json
     settings = {"generator": "pilot", "model": str(p.model), "seed": int(cfg.seed), **call}
 
     def make(sample: dict) -> dict:

@@ -131,6 +131,14 @@ def test_errors(pipe, inputs):
         pipe("a cat", image, torch.zeros_like(mask), output_type="pt", num_inference_steps=2)
     with pytest.raises(ValueError, match="tokens long"):
         pipe(" ".join(["cat"] * 40), image, mask, output_type="pt", num_inference_steps=2)
+    calls = []
+    handle = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match="output_type must be"):
+            pipe("a cat", image, mask, output_type="jpg", num_inference_steps=2)
+    finally:
+        handle.remove()
+    assert not calls  # refused before any denoising, not after it
 
 
 def test_attention_state_resizes_the_mask():

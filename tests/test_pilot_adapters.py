@@ -202,6 +202,22 @@ def test_load_pilot_assembles_lora_and_ip_adapter_from_files(tmp_path, inputs):
                           atol=1e-5)
 
 
+def test_load_pilot_names_what_it_could_not_load(tmp_path):
+    from pixperfect.pilot.load import load_pilot
+
+    PilotPipeline(**tiny_sd_components(tmp_path / "sd")).save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="cannot read a diffusers pipeline at .*nope"):
+        load_pilot(tmp_path / "nope", device="cpu")
+    with pytest.raises(ValueError, match="cannot load a ControlNet from .*no_cn"):
+        load_pilot(tmp_path / "model", device="cpu", controlnet=str(tmp_path / "no_cn"))
+    with pytest.raises(ValueError, match="cannot load LoRA weights from .*no_lora"):
+        load_pilot(tmp_path / "model", device="cpu", lora=str(tmp_path / "no_lora"))
+    with pytest.raises(ValueError, match="is not a file"):
+        load_pilot(tmp_path / "model", device="cpu", ip_adapter=str(tmp_path / "no_ip"))
+    with pytest.raises(ValueError, match="dtype must be"):
+        load_pilot(tmp_path / "model", device="cpu", dtype="float8")
+
+
 def test_cli_picks_the_sdxl_class(xl, tmp_path, cbsd68_photos):
     import numpy as np
     from PIL import Image
@@ -221,3 +237,4 @@ def test_cli_picks_the_sdxl_class(xl, tmp_path, cbsd68_photos):
     assert pilot_main(args) == 0
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (40, 40, 3)
     assert pilot_main([*args, "--control-image", str(tmp_path / "in.png")]) == 2  # no --controlnet: clear error
+    assert pilot_main([*args, "--lora", str(tmp_path / "missing")]) == 2

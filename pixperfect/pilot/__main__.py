@@ -66,12 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = {k: read_image(getattr(args, k), "RGB") for k in ("control_image", "adapter_image", "ip_adapter_image")
                  if getattr(args, k) is not None}
         device = resolve_device(args.device)
-        try:
-            pipe = load_pilot(args.model, device=str(device), dtype=args.dtype, controlnet=args.controlnet,
-                              adapter=args.adapter, lora=args.lora, lora_scale=args.lora_scale,
-                              ip_adapter=args.ip_adapter, ip_adapter_scale=args.ip_adapter_scale)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load a pipeline from {args.model}: {str(exc).splitlines()[0]}") from None
+        pipe = load_pilot(args.model, device=str(device), dtype=args.dtype, controlnet=args.controlnet,
+                          adapter=args.adapter, lora=args.lora, lora_scale=args.lora_scale,
+                          ip_adapter=args.ip_adapter, ip_adapter_scale=args.ip_adapter_scale)  # errors name the source
         pipe.set_progress_bar_config(disable=False)
         result = pipe(args.prompt, image, mask, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
                       guidance_scale=args.guidance_scale, gamma=args.gamma, op_interval=args.op_interval,

@@ -111,7 +111,6 @@ class PilotAttnProcessor:
             out = out + residual
         return out / attn.rescale_output_factor
 
-
     def _ip_attention(self, q, ip_states, batch, heads, pixels):
         """Σ_i scale_i · softmax(q k_ip,iᵀ) v_ip,i — IP-Adapter's decoupled cross-attention."""
         total = 0.0

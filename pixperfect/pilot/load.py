@@ -39,6 +39,15 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def _loading(what: str, name, fn, *args, **kwargs):
+    """Run a diffusers loader; a missing/unreadable source becomes one ValueError naming it."""
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"cannot load {what} from {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                         ) from None
+
+
 def load_pilot(model: str | os.PathLike, *, device: str = "auto", dtype: str = "auto",
                controlnet: str | None = None, adapter: str | None = None,
                lora: str | None = None, lora_scale: float = 1.0,
@@ -60,14 +69,15 @@ def load_pilot(model: str | os.PathLike, *, device: str = "auto", dtype: str = "
     if controlnet is not None:
         from diffusers import ControlNetModel
 
-        extras["controlnet"] = ControlNetModel.from_pretrained(controlnet, dtype=torch_dtype)
+        extras["controlnet"] = _loading("a ControlNet", controlnet, ControlNetModel.from_pretrained, controlnet,
+                                        dtype=torch_dtype)
     if adapter is not None:
         from diffusers import T2IAdapter
 
-        extras["adapter"] = T2IAdapter.from_pretrained(adapter, dtype=torch_dtype)
-    pipe = cls.from_pretrained(model, dtype=torch_dtype, **extras)
+        extras["adapter"] = _loading("a T2I-Adapter", adapter, T2IAdapter.from_pretrained, adapter, dtype=torch_dtype)
+    pipe = _loading("a pipeline", model, cls.from_pretrained, model, dtype=torch_dtype, **extras)
     if lora is not None:
-        pipe.load_lora_weights(lora, adapter_name="lora")
+        _loading("LoRA weights", lora, pipe.load_lora_weights, lora, adapter_name="lora")
         pipe.set_adapters(["lora"], adapter_weights=[lora_scale])
     if ip_adapter is not None:
         path, weight_name = Path(ip_adapter), ip_adapter_weight_name
@@ -75,7 +85,7 @@ def load_pilot(model: str | os.PathLike, *, device: str = "auto", dtype: str = "
             if not path.is_file():
                 raise ValueError(f"ip_adapter {ip_adapter} is not a file; give ip_adapter_weight_name for a folder/hub id")
             path, weight_name = path.parent, path.name
-        pipe.load_ip_adapter(str(path), subfolder=ip_adapter_subfolder, weight_name=weight_name,
-                             image_encoder_folder=ip_adapter_image_encoder_folder)
+        _loading("an IP-Adapter", ip_adapter, pipe.load_ip_adapter, str(path), subfolder=ip_adapter_subfolder,
+                 weight_name=weight_name, image_encoder_folder=ip_adapter_image_encoder_folder)
         pipe.set_ip_adapter_scale(ip_adapter_scale)
     return pipe.to(dev)

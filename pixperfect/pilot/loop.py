@@ -104,7 +104,7 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
 
     def encode_prompt(self, prompt: str, negative_prompt: str | None, device, size: tuple[int, int] | None = None
                       ) -> PromptConditioning:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement encode_prompt (see PilotPipeline)")
 
     # ------------------------------------------------------------------ helpers
     def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor) -> None:
@@ -215,6 +215,8 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
             raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
         if op_interval < 1:
             raise ValueError(f"op_interval must be ≥ 1; got {op_interval}")
+        if output_type not in ("pil", "np", "pt"):  # checked before the run, not after it
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt'; got {output_type!r}")
         device = self._execution_device
         self.unet.requires_grad_(False)  # frozen (LoRA included): gradients go to the latent only
         if self.controlnet is not None:
@@ -318,11 +320,9 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
             images = out
         elif output_type == "np":
             images = out.permute(0, 2, 3, 1).cpu().numpy()
-        elif output_type == "pil":
+        else:
             arr = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
             images = [Image.fromarray(a) for a in arr]
-        else:
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt'; got {output_type!r}")
         return ImagePipelineOutput(images=images)
 
     def predict_x0(self, z: torch.Tensor, out: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

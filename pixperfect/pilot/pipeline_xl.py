@@ -32,7 +32,7 @@ class PilotXLPipeline(PilotLoop, StableDiffusionXLLoraLoaderMixin):
     def encode_prompt(self, prompt: str, negative_prompt: str | None, device, size=None) -> PromptConditioning:
         """[negative, prompt] rows: concatenated penultimate states of both encoders, the pooled
         embedding of the second, and time_ids (original size = target size = ``size``, no crop)."""
-        hidden, pooled = [], None
+        hidden, pooled, tokens = [], None, None
         for tok, enc in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
             check_prompt_length(tok, prompt)
             ids = tok([negative_prompt or "", prompt], padding="max_length", max_length=tok.model_max_length,
@@ -41,9 +41,8 @@ class PilotXLPipeline(PilotLoop, StableDiffusionXLLoraLoaderMixin):
                 out = enc(ids, output_hidden_states=True)
             hidden.append(out.hidden_states[-2])
             pooled = out[0]  # CLIPTextModelWithProjection: text_embeds
-        tokens = prompt_token_mask(self.tokenizer, self.tokenizer([negative_prompt or "", prompt], padding="max_length",
-                                   max_length=self.tokenizer.model_max_length, truncation=True,
-                                   return_tensors="pt").input_ids.to(device))
+            if tokens is None:  # prompt-word positions from the first tokenizer (both share the CLIP vocabulary)
+                tokens = prompt_token_mask(tok, ids)
         embeds = torch.cat(hidden, dim=-1)
         if negative_prompt is None and self.config.force_zeros_for_empty_prompt:
             embeds[0], pooled[0] = 0, 0
