@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from pixperfect.training.metrics import masked_l1
+    from pixperfect.metrics import masked_l1
 
     os.environ.setdefault("PIXPERFECT_ROOT", str(ROOT))
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

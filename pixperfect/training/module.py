@@ -17,7 +17,7 @@ from torch import nn
 from pixperfect.losses.refiner_loss import RefinerLoss
 from pixperfect.training.ema import ema_model
 from pixperfect.training.image_log import comparison_grid, log_grid
-from pixperfect.training.metrics import masked_l1, paste_back, psnr
+from pixperfect.metrics import bg_mse, delta_e, masked_l1, masked_psnr, paste_back, psnr
 from pixperfect.utils import stable_seed
 
 BASELINES = ("input", "paste_back", "refiner")
@@ -169,8 +169,10 @@ class PixPerfectModule(L.LightningModule):
         }
         n = x_gen.shape[0]
         lp = self.loss.lpips
-        for name, image in outputs.items():
-            self.log(f"val/{name}/masked_l1", masked_l1(image, x_gt, mask).mean(), batch_size=n, sync_dist=True)
+        for name, image in outputs.items():  # the same metric functions as `python -m evaluation.evaluate`
+            for metric, fn in (("masked_l1", masked_l1), ("masked_psnr", masked_psnr), ("delta_e", delta_e),
+                               ("bg_mse", bg_mse)):
+                self.log(f"val/{name}/{metric}", fn(image, x_gt, mask).mean(), batch_size=n, sync_dist=True)
             self.log(f"val/{name}/psnr", psnr(image, x_gt).mean(), batch_size=n, sync_dist=True)
             if lp is not None and lp.available:
                 self.log(f"val/{name}/lpips", lp(image, x_gt)[0], batch_size=n, sync_dist=True)
@@ -185,9 +187,15 @@ class PixPerfectModule(L.LightningModule):
         self.val_results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
 
     # ------------------------------------------------------------- checkpoint
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # the corrupt-sample count goes on from where the interrupted run stopped
+        self.skipped_total = int(checkpoint.get("pixperfect_data", {}).get("skipped_total", 0))
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pixperfect_data"] = {"skipped_total": self.skipped_total}
         # Enough to rebuild the refiner without Hydra (see pixperfect.export).
         checkpoint["pixperfect"] = {
             "refiner_class": f"{type(self.refiner).__module__}.{type(self.refiner).__qualname__}",
             "refiner_config": dict(getattr(self.refiner, "config", {})),
+            "val_results": dict(self.val_results),  # the latest validation, for the export's model card
         }

@@ -1,0 +1,223 @@
+"""evaluation.evaluate / make_set and the shared metrics: numbers against references, round trips, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pixperfect.metrics as M
+from evaluation.evaluate import build_methods, evaluate, run
+from evaluation.make_set import make_set
+from evaluation.sets import EvalInputError, load_set
+
+ROOT = Path(__file__).resolve().parents[1]
+TAEF2 = ROOT.parent / "shared" / "weights" / "taef2"
+
+
+def _cfg(tmp_path, **kw):
+    from omegaconf import OmegaConf
+
+    base = {"set": None, "refiners": None, "pool": None, "regions": ["edit"],
+            "baselines": ["input", "paste_back", "poisson", "reinhard", "histogram"], "out_dir": str(tmp_path / "out"),
+            "batch_size": 4, "device": "cpu", "limit": None, "seed": 0,
+            "metrics": {"lpips_net": None, "fid": False, "kid_subset_size": 50, "clip_model": None},
+            "contact_sheet_rows": 2, "logger": None, "wandb": {"project": "p", "group": None, "name": None}}
+    base.update(kw)
+    return OmegaConf.create(base)
+
+
+@pytest.fixture(scope="module")
+def bench_set(tmp_path_factory, cbsd68):
+    out = tmp_path_factory.mktemp("sets") / "bench"
+    ae = str(TAEF2) if TAEF2.is_dir() else None
+    make_set(cbsd68, out, "benchmark", size=64, seed=3, autoencoder=ae, limit=10)
+    return out
+
+
+@pytest.fixture(scope="module")
+def identity_refiner(tmp_path_factory):
+    from pixperfect.models import CMGANRefiner
+
+    path = tmp_path_factory.mktemp("refiners") / "identity"
+    CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16).save_pretrained(path)  # zero-init head
+    return path
+
+
+# ------------------------------------------------------------------ metrics vs references
+def test_psnr_and_delta_e_match_skimage():
+    from skimage.color import deltaE_ciede2000, rgb2lab
+    from skimage.metrics import peak_signal_noise_ratio
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 24, 32, generator=g), torch.rand(2, 3, 24, 32, generator=g)
+    b = (a + 0.1 * (b - 0.5)).clamp(0, 1)
+    for i in range(2):
+        ref = peak_signal_noise_ratio(b[i].double().numpy(), a[i].double().numpy(), data_range=1.0)
+        assert M.psnr(b, a)[i].item() == pytest.approx(ref, abs=1e-3)
+    mask = torch.zeros(2, 1, 24, 32)
+    mask[:, :, 4:15, 6:20] = 1
+    de = deltaE_ciede2000(rgb2lab(a[1].permute(1, 2, 0).double().numpy()), rgb2lab(b[1].permute(1, 2, 0).double().numpy()))
+    assert M.delta_e(b, a, mask)[1].item() == pytest.approx(de[4:15, 6:20].mean(), rel=1e-3)
+    assert np.abs(M.ciede2000(a, b)[0].numpy() - deltaE_ciede2000(
+        rgb2lab(a[0].permute(1, 2, 0).double().numpy()), rgb2lab(b[0].permute(1, 2, 0).double().numpy()))).max() < 5e-3
+
+
+def test_masked_metrics_use_the_dilated_mask_and_bg_mse_the_rest():
+    x = torch.zeros(1, 3, 128, 128)
+    mask = torch.zeros(1, 1, 128, 128)
+    mask[..., 40:80, 40:80] = 1
+    band = M.band_px(128, 128)
+    assert band == 2
+    pred = x.clone()
+    pred[..., 38:82, 38:82] = 0.5  # the mask and its band: masked L1 0.5 exactly, background untouched
+    assert M.masked_l1(pred, x, mask).item() == pytest.approx(0.5)
+    assert M.bg_mse(pred, x, mask).item() == 0.0
+    pred[..., 0, 0] = 1.0
+    assert M.bg_mse(pred, x, mask).item() == pytest.approx(3 / (3 * (128 * 128 - 44 * 44)))
+    assert M.seam(x, x, mask).item() == 0.0
+
+
+def test_fid_with_injected_extractor_equals_scipy_frechet_distance():
+    from scipy import linalg
+
+    torch.manual_seed(0)
+    extractor = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    fd = M.FeatureDistance(feature=extractor)
+    real, fake = torch.rand(40, 3, 16, 16), torch.rand(40, 3, 16, 16) ** 2
+    fd.update(real[:20], real=True), fd.update(real[20:], real=True), fd.update(fake, real=False)
+    with torch.no_grad():
+        fr, ff = extractor(real).double().numpy(), extractor(fake).double().numpy()
+    mu1, mu2, s1, s2 = fr.mean(0), ff.mean(0), np.cov(fr, rowvar=False), np.cov(ff, rowvar=False)
+    ref = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    out = fd.compute()
+    assert out["fid"] == pytest.approx(ref, rel=1e-6, abs=1e-9)
+    assert out["kid"] is not None and out["kid"] > 0
+
+
+def test_fid_is_null_with_a_reason_when_inception_weights_are_absent(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    fd = M.FeatureDistance()
+    assert not fd.available and "weights" in fd.reason
+    fd.update(torch.rand(2, 3, 8, 8), real=True)
+    assert fd.compute() == {"fid": None, "kid": None}
+
+
+# ------------------------------------------------------------------ make_set
+def test_make_set_is_byte_identical_and_labels_families(bench_set, cbsd68, tmp_path):
+    again = tmp_path / "again"
+    ae = str(TAEF2) if TAEF2.is_dir() else None
+    make_set(cbsd68, again, "benchmark", size=64, seed=3, autoencoder=ae, limit=10)
+    for a in sorted(bench_set.iterdir()):
+        assert a.read_bytes() == (again / a.name).read_bytes(), a.name
+    records = load_set(str(bench_set))
+    assert len(records) == 10
+    fams = [r.meta["families"][0] for r in records]
+    assert len(set(fams)) == 10, "round-robin dealing gives 10 photos 10 different families"
+    for rec in records:
+        s = rec.decode()
+        fam = rec.meta["families"][0]
+        inside = M.dilate(s["mask"][None], 2 * M.band_px(64, 64))[0] > 0.5
+        diff = (s["x_gen"] - s["x_gt"]).abs().amax(0, keepdim=True)
+        if fam == "clean":
+            assert diff.max() == 0  # x_gen == x_gt
+        elif fam == "vae_full":
+            assert diff[~inside].mean() > 0.005  # the background was re-decoded too
+        else:
+            assert diff[~inside].max() <= 1 / 255, f"{fam} changed the background"
+            assert diff[inside].max() > 2 / 255, f"{fam} left the edit untouched"
+
+
+def test_clean_recipe_is_all_clean(cbsd68, tmp_path):
+    make_set(cbsd68, tmp_path / "clean", "clean", size=48, seed=0, limit=3)
+    for rec in load_set(str(tmp_path / "clean")):
+        s = rec.decode()
+        assert torch.equal(s["x_gen"], s["x_gt"]) and rec.meta["families"] == ["clean"] and s["mask"].sum() > 0
+
+
+# ------------------------------------------------------------------ evaluate
+def test_identity_refiner_row_equals_input_row(bench_set, identity_refiner, tmp_path):
+    cfg = _cfg(tmp_path, set=str(bench_set), refiners={"ident": str(identity_refiner)}, pool=3)
+    results, per = evaluate(load_set(str(bench_set)), build_methods(cfg), 4, progress=False)
+    for row in ("ident", "ident+pool3"):
+        for k in ("l1", "psnr", "masked_l1", "masked_psnr", "delta_e", "seam", "bg_mse"):
+            assert torch.equal(per[row][k], per["input"][k]), (row, k)
+        for fam, rows in results["families"].items():
+            assert rows[row]["masked_l1"] == rows["input"]["masked_l1"], fam
+
+
+def test_paste_back_equals_input_when_background_is_the_original(bench_set, tmp_path):
+    cfg = _cfg(tmp_path, baselines=["input", "paste_back"])
+    records = [r for r in load_set(str(bench_set)) if "boundary.hard" in r.meta["families"]]
+    assert records
+    _, per = evaluate(records, build_methods(cfg), 4, progress=False)
+    for k in per["input"]:
+        assert torch.allclose(per["paste_back"][k], per["input"][k], atol=1e-12), k
+
+
+def test_folder_of_triples_and_shards_give_the_same_table(bench_set, tmp_path):
+    folder = tmp_path / "triples"
+    folder.mkdir()
+    for rec in load_set(str(bench_set)):
+        for m in ("gen", "mask", "gt"):
+            (folder / f"{rec.key}.{m}.png").write_bytes(rec.data[m])
+        (folder / f"{rec.key}.json").write_text(json.dumps(rec.meta))
+    a = run(_cfg(tmp_path / "a", set=str(bench_set), contact_sheet_rows=1))
+    b = run(_cfg(tmp_path / "b", set=str(folder), contact_sheet_rows=1))
+    strip = lambda r: {k: {m: {x: y for x, y in v.items() if x != "sec_per_image"} for m, v in r[k].items()}  # noqa: E731
+                       for k in ("methods", "families")}
+    assert strip(a) == strip(b)
+    out = tmp_path / "a" / "out"
+    assert json.loads((out / "results.json").read_text())["methods"]["input"]["masked_l1_ratio"] == 1.0
+    assert (out / "results.md").read_text().startswith("# Evaluation")
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("method,fid,lpips,l1,psnr")
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.width == 160 * 7 and np.asarray(sheet).std() > 10  # 7 columns, not blank
+
+
+def _triples(folder: Path, n: int = 2, size=(32, 32)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        for m in ("gen", "gt"):
+            Image.fromarray(np.full((*size, 3), 100 + i, np.uint8)).save(folder / f"s{i}.{m}.png")
+        Image.fromarray(np.full(size, 255, np.uint8)).save(folder / f"s{i}.mask.png")
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_gt", "has no gt image"), ("sizes", "mismatched sizes"), ("empty", "holds neither"),
+    ("refiner", "cannot load"),
+])
+def test_bad_inputs_are_one_clear_error(tmp_path, case, message):
+    folder = _triples(tmp_path / "set")
+    refiners = None
+    if case == "missing_gt":
+        (folder / "s1.gt.png").unlink()
+    elif case == "sizes":
+        Image.fromarray(np.zeros((16, 32), np.uint8)).save(folder / "s0.mask.png")
+    elif case == "empty":
+        folder = tmp_path / "nothing"
+        folder.mkdir()
+    else:
+        bad = tmp_path / "bad_refiner"
+        bad.mkdir()
+        (bad / "config.json").write_text("{not json")
+        refiners = {"bad": str(bad)}
+    with pytest.raises(EvalInputError, match=message):
+        run(_cfg(tmp_path, set=str(folder), refiners=refiners))
+
+
+def test_cli_exit_code_2_and_one_line(tmp_path):
+    folder = _triples(tmp_path / "set")
+    (folder / "s0.gt.png").unlink()
+    proc = subprocess.run([sys.executable, "-m", "evaluation.evaluate", f"set={folder}", f"out_dir={tmp_path / 'o'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "s0" in lines[0], proc.stderr
