@@ -1,79 +1,162 @@
-"""How fast can a refiner variant learn the simulated artifacts? Pure-L1 training on the demo
-data, printing the held-out masked-L1 ratio (refiner / input) every ``--every`` steps.
+"""Per-family learning curves: which artifact families does a refiner variant learn, and by when?
 
-    python -m evaluation.learnability --steps 200 model.refiner.output=residual model.refiner.boundary_stats=false
-    python -m evaluation.learnability --overfit --steps 100 --beta1 0.0 --beta2 0.99   # StyleGAN's Adam
+    python -m evaluation.learnability --set SET --at 0,200,400,800 --name demo [train overrides ...]
+    python -m evaluation.learnability --plot runs/*.jsonl --png docs/learning_curves.png
 
-Used to choose the refiner's head and global code (README, "The refiner"). No GAN, no EMA:
-it isolates what the architecture can pick up per step.
+Trains with the real training step (``train.py``'s config; ``experiment=demo`` unless an override
+names another) and, at each step in ``--at``, scores the EMA refiner (``region="edit"``, as users
+run it) on ``SET`` — a set made by ``evaluation.make_set`` from photos and with artifact code that
+training never saw. It prints, per artifact family, the refiner's masked L1 divided by the
+input's (< 1: the family is being learned; > 1: the refiner harms it) and appends one JSON line
+per measurement to ``--out``. ``--plot`` draws the curves of one or more such files.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class BenchmarkCurve(L.Callback):
+    """Scores the EMA refiner on an evaluation set at given training steps; stops after the last."""
+
+    def __init__(self, records, at_steps: list[int], name: str, out: str | None = None, batch_size: int = 8):
+        self.records = records
+        self.at = sorted(set(int(s) for s in at_steps))
+        self.name = name
+        self.out = Path(out) if out else None
+        self.batch_size = batch_size
+        self.rows: list[dict] = []
+        self.t0 = time.time()
+
+    def _measure(self, pl_module, step: int) -> None:
+        from evaluation.evaluate import evaluate, refiner_method
+        from pixperfect.inference import Refiner
+
+        refiner = Refiner(pl_module.ema.module)
+        methods = {"input": lambda g, m, o, i: g, "refiner": refiner_method(refiner, 1, "edit", 0)}
+        with torch.no_grad():
+            results, _ = evaluate(self.records, methods, self.batch_size, progress=False)
+        row = {"name": self.name, "step": step, "seconds": round(time.time() - self.t0, 1),
+               "overall": results["methods"]["refiner"]["masked_l1_ratio"],
+               "bg_mse": results["methods"]["refiner"]["bg_mse"],
+               "families": {f: v["refiner"]["masked_l1_ratio"] if v["refiner"]["masked_l1_ratio"] is not None
+                            else v["refiner"]["masked_l1"] for f, v in results["families"].items()}}
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.time()
+        if 0 in self.at:
+            self._measure(pl_module, 0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = int(pl_module.step_count)
+        if step in self.at and step > 0:
+            self._measure(pl_module, step)
+        if step >= self.at[-1]:
+            trainer.should_stop = True
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one row per step, the overall ratio and one column per family."""
+    fams = sorted({f for r in rows for f in r["families"]} - {"boundary.feathered", "boundary.hard"})
+    lines = ["| variant | step | overall | " + " | ".join(fams) + " |", "|---|---:|---:|" + "---:|" * len(fams)]
+    for r in rows:
+        cells = [f"{r['families'].get(f, float('nan')):.3f}" for f in fams]
+        lines.append(f"| {r['name']} | {r['step']} | {r['overall']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(files: list[str], png: str) -> None:
+    """One panel per variant: masked-L1 ratio against step, one line per family (clean: absolute ×100)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for f in files for line in Path(f).read_text().splitlines() if line.strip()]
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["step"])
+        steps = [r["step"] for r in rs]
+        fams = sorted({f for r in rs for f in r["families"]} - {"boundary.feathered", "boundary.hard", "clean"})
+        for fam in fams:
+            ax.plot(steps, [r["families"].get(fam) for r in rs], marker="o", ms=3, label=fam)
+        ax.plot(steps, [r["overall"] for r in rs], "k-", lw=2.5, label="overall")
+        ax.axhline(1.0, color="grey", ls="--", lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("masked L1 / input's (held-out benchmark)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.learnability", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--every", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--mask-weight", type=float, default=4.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--beta1", type=float, default=0.9, help="Adam β1 (StyleGAN uses 0)")
-    parser.add_argument("--beta2", type=float, default=0.999, help="Adam β2")
-    parser.add_argument("--overfit", action="store_true",
-                        help="train on one fixed batch and report its own ratio (can the optimiser fit at all?)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides on top of experiment=demo")
+    parser.add_argument("--set", help="evaluation set (folder of shards or triples; evaluation.make_set)")
+    parser.add_argument("--at", default="0,100,200,400", help="comma-separated training steps to measure at")
+    parser.add_argument("--name", default="variant", help="variant name in the table and plot")
+    parser.add_argument("--out", default=None, help="append JSON lines here")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N samples of the set")
+    parser.add_argument("--plot", nargs="+", default=None, help="JSON-lines files to plot instead of training")
+    parser.add_argument("--png", default="learning_curves.png", help="where --plot writes")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.py (experiment=demo by default)")
     args = parser.parse_args(argv)
-
-    import os
-
+    if args.plot:
+        plot(args.plot, args.png)
+        print(f"wrote {args.png}")
+        return 0
+    if not args.set:
+        print("error: --set is required (make one with python -m evaluation.make_set)", file=sys.stderr)
+        return 2
+    try:
+        at = [int(s) for s in args.at.split(",")]
+    except ValueError:
+        print(f"error: --at must be comma-separated integers; got {args.at!r}", file=sys.stderr)
+        return 2
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
-    from pixperfect.metrics import masked_l1
+    from evaluation.sets import EvalInputError, load_set
+    from pixperfect.training.run import build
 
+    try:
+        records = load_set(args.set, args.limit)
+    except EvalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     os.environ.setdefault("PIXPERFECT_ROOT", str(ROOT))
+    overrides = list(args.overrides)
+    if not any(o.startswith("experiment=") for o in overrides):
+        overrides.insert(0, "experiment=demo")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["experiment=demo", "data.num_workers=0", *args.overrides])
-    torch.manual_seed(args.seed)
-    datamodule = instantiate(cfg.data, simulation=instantiate(cfg.simulation))
-    datamodule.setup("fit")
-    val = datamodule.val_set.samples
-    vx, vg, vm = (torch.stack([v[k] for v in val]) for k in ("x_gen", "x_gt", "mask"))
-    refiner = instantiate(cfg.model.refiner)
-    opt = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
-    if args.overfit:  # the one fixed batch is both what we train on and what we measure
-        fixed = next(iter(datamodule.train_dataloader()))
-        vx, vg, vm = fixed["x_gen"], fixed["x_gt"], fixed["mask"]
-    base = masked_l1(vx, vg, vm).mean().item()
-    step, t0 = 0, time.time()
-    while step < args.steps:
-        for batch in ([fixed] * args.steps if args.overfit else datamodule.train_dataloader()):
-            x_pred = refiner(batch["x_gen"], batch["mask"])
-            loss = 64 * ((x_pred - batch["x_gt"]).abs() * (1 + args.mask_weight * batch["mask"])).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
-            opt.step()
-            step += 1
-            if step % args.every == 0 or step == args.steps:
-                with torch.no_grad():
-                    ratio = masked_l1(refiner(vx, vm), vg, vm).mean().item() / base
-                print(json.dumps({"step": step, "masked_l1_ratio": round(ratio, 4),
-                                  "measured_on": "the fixed training batch" if args.overfit else "held-out val set",
-                                  "seconds": round(time.time() - t0, 1), "overrides": args.overrides}), flush=True)
-            if step >= args.steps:
-                break
+        cfg = compose(config_name="train", overrides=[
+            *overrides, "~callbacks", "~logger", "evaluate=false", "final_evaluation=null",
+            "trainer.max_epochs=100000", "trainer.min_epochs=0", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
+            "trainer.check_val_every_n_epoch=100000", "paths.output_dir=" + str(Path(args.out or ".").parent)])
+    datamodule, module, trainer = build(cfg)
+    curve = BenchmarkCurve(records, at, args.name, args.out)
+    trainer.callbacks.append(curve)
+    trainer.fit(module, datamodule=datamodule)
+    print()
+    print(table(curve.rows))
     return 0
 
 

@@ -20,19 +20,30 @@ from simulation.masks import MaskGenerator
 from simulation.ops.boundary import BoundarySoftening
 from simulation.ops.color_shift import ColorShift
 from simulation.ops.content_band import ContentBand
+from simulation.ops.global_drift import GlobalDrift
 from simulation.ops.texture import TextureMismatch
 
 MIN_SIDE = 16
-FAMILIES = ("color_shift", "texture", "content_band", "boundary")
+FAMILIES = ("color_shift", "texture", "content_band", "boundary", "global_drift")
 
 
 class SimulationPipeline:
     """Compose the artifact families (paper defaults: content band 0.5, colour 0.8, texture 0.5,
-    boundary 1.0). A family set to ``None`` is off."""
+    boundary 1.0). A family set to ``None`` is off.
+
+    ``clean_p``: share of *clean* samples (``x_gen == x_gt``, a mask still drawn) — a refiner must
+    learn to leave a good edit alone. ``global_drift``: a subtle change of the *whole* image, not
+    pasted back (a background re-decoded with the edit), applied last.
+    """
 
     def __init__(self, masks: MaskGenerator, color_shift: ColorShift | None = None,
                  texture: TextureMismatch | None = None, content_band: ContentBand | None = None,
-                 boundary: BoundarySoftening | None = None):
+                 boundary: BoundarySoftening | None = None, global_drift: GlobalDrift | None = None,
+                 clean_p: float = 0.0):
+        if not 0.0 <= clean_p <= 1.0:
+            raise ValueError(f"simulation.clean_p must be in [0, 1]; got {clean_p}")
+        self.clean_p = float(clean_p)
+        self.global_drift = global_drift
         self.masks = masks
         self.color_shift = color_shift
         self.texture = texture
@@ -68,6 +79,9 @@ class SimulationPipeline:
 
         applied: list[str] = []
         scene, edit, vae = clean, clean, False
+        if self.clean_p > 0 and float(torch.rand((), generator=generator)) < self.clean_p:
+            return {"x_gt": clean, "x_gen": clean.clone(), "mask": mask, "alpha": mask,
+                    "vae": torch.tensor(False), "applied": ["clean"]}
         if self._draw(self.color_shift, generator):
             edit = self.color_shift(edit, mask, generator)
             applied.append("color_shift")
@@ -82,5 +96,8 @@ class SimulationPipeline:
             alpha = self.boundary(mask, mask, generator)
             applied.append("boundary")
         x_gen = (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
+        if self._draw(self.global_drift, generator):
+            x_gen = self.global_drift(x_gen, mask, generator)
+            applied.append("global_drift")
         return {"x_gt": scene, "x_gen": x_gen, "mask": mask, "alpha": alpha,
                 "vae": torch.tensor(vae), "applied": applied}

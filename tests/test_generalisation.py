@@ -1,0 +1,102 @@
+"""Issue 10's training-side guarantees: clean samples, scale-relative smoothing, multi-scale crops,
+the global-drift family, and the loud warning for VAE round trips nobody carries out."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data.stream import SampleProcessor
+from simulation import BoundarySoftening, ColorShift, MaskGenerator, SimulationPipeline, TextureMismatch
+from simulation.ops.global_drift import GlobalDrift
+
+
+def _pipeline(**kw):
+    return SimulationPipeline(MaskGenerator(), ColorShift(p=1.0), TextureMismatch(p=1.0), None,
+                              BoundarySoftening(), **kw)
+
+
+def test_clean_samples_have_target_equal_to_input_at_the_configured_rate(photo):
+    sim = _pipeline(clean_p=0.3)
+    outs = [sim(photo, torch.Generator().manual_seed(i)) for i in range(200)]
+    clean = [o for o in outs if o["applied"] == ["clean"]]
+    assert 0.2 < len(clean) / len(outs) < 0.4
+    for o in clean:
+        assert torch.equal(o["x_gen"], o["x_gt"]) and o["mask"].sum() > 0
+    assert all(not torch.equal(o["x_gen"], o["x_gt"]) for o in outs if o["applied"] != ["clean"])
+    batch = sim(torch.stack([photo] * 8), torch.Generator().manual_seed(1))  # a batch with clean members
+    for i, applied in enumerate(batch["applied"]):
+        if applied == ["clean"]:
+            assert torch.equal(batch["x_gen"][i], batch["x_gt"][i])
+
+
+def test_clean_p_zero_keeps_the_old_random_stream(photo):
+    a = _pipeline()(photo, torch.Generator().manual_seed(5))
+    b = _pipeline(clean_p=0.0)(photo, torch.Generator().manual_seed(5))
+    assert torch.equal(a["x_gen"], b["x_gen"])
+
+
+def test_smoothing_sigma_scales_with_the_image():
+    """The same relative blur at 64² and 256²: the high-frequency energy kept is about the same."""
+    op = TextureMismatch(p=1, smooth_p=1, smooth_sigma=(0.8, 0.8), jpeg_p=0, noise_p=0, vae_p=0)
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(3, 32, 32, generator=g)
+    kept = []
+    for size in (64, 256):
+        img = torch.nn.functional.interpolate(base[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        _, edit, _, _ = op(img, img, torch.ones(1, size, size), torch.Generator().manual_seed(0))
+        lap = lambda x: (x[:, 1:-1, 1:-1] * 4 - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).abs().mean()  # noqa: E731
+        kept.append(float(lap(edit) / lap(img)))
+    assert kept[0] == pytest.approx(kept[1], rel=0.25), kept
+
+
+def test_global_drift_changes_the_whole_image_subtly(photo):
+    sim = SimulationPipeline(MaskGenerator(), None, None, None, None, GlobalDrift(p=1.0))
+    o = sim(photo, torch.Generator().manual_seed(0))
+    diff = (o["x_gen"] - o["x_gt"]).abs()
+    outside = (o["mask"] < 0.5).expand_as(diff)
+    assert o["applied"] == ["global_drift"]
+    assert diff[outside].mean() > 1e-3 and diff.max() < 0.06
+
+
+def _raw_png(h=300, w=400):
+    arr = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return {"__key__": "k", "png": buf.getvalue()}
+
+
+def test_multiscale_crops_have_the_configured_scale_range():
+    proc = SampleProcessor(64, simulation=None, downscale=(0.25, 1.0))
+    raw = _raw_png()
+    scales = []
+    for seed in range(60):
+        sample, image, _, _ = proc.prepare(raw, seed)
+        assert image.shape == (3, 64, 64)
+        scales.append(sample["scale"])
+    lo_allowed = 64 / 300  # the photo may not get smaller than the crop
+    assert min(scales) >= lo_allowed - 1e-9 and max(scales) <= 1.0
+    assert max(scales) > 0.8 and min(scales) < 0.3  # the range is actually used
+    logs = np.log(np.clip(scales, 0.25, 1.0))
+    assert abs(np.median(logs) - math.log(0.5)) < 0.35  # log-uniform over [0.25, 1]
+    with pytest.raises(ValueError, match="downscale"):
+        SampleProcessor(64, simulation=None, downscale=(0.5, 2.0))
+
+
+def test_unserved_vae_round_trips_warn_loudly():
+    from pixperfect.training.run import warn_unserved_vae
+
+    sim = _pipeline()
+    with pytest.warns(UserWarning, match="device_simulation.autoencoder"):
+        warn_unserved_vae(sim, None)
+    sim.texture.vae_p = 0.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_unserved_vae(sim, None)
