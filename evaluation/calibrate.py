@@ -50,7 +50,7 @@ def family_pipelines():
         cfg = compose(config_name="default")
     out = {}
     for fam, sub in (("color_shift", None), ("texture.smooth", "smooth"), ("texture.noise", "noise"),
-                     ("texture.jpeg", "jpeg"), ("content_band", None)):
+                     ("texture.jpeg", "jpeg"), ("texture.resynth", "resynth"), ("content_band", None)):
         c = cfg.copy()
         c.clean_p = 0.0
         for other in ("color_shift", "texture", "content_band", "boundary", "global_drift"):
@@ -58,7 +58,7 @@ def family_pipelines():
                 c[other] = None
         c[fam.split(".")[0]].p = 1.0
         if sub is not None:
-            for s in ("smooth", "jpeg", "noise", "vae"):
+            for s in ("smooth", "jpeg", "noise", "vae", "resynth"):
                 c.texture[f"{s}_p"] = 1.0 if s == sub else 0.0
         out[fam] = instantiate(c)
     return out

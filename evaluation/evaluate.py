@@ -272,7 +272,7 @@ def _log_wandb(cfg, results: dict, out_dir: Path) -> None:
     import wandb
 
     run = wandb.init(project=cfg.wandb.project, group=cfg.wandb.get("group"), name=cfg.wandb.get("name"),
-                     job_type="evaluate", config={"set": str(cfg.set), "refiners": dict(cfg.refiners or {}),
+                     job_type="evaluate", dir=str(out_dir), config={"set": str(cfg.set), "refiners": dict(cfg.refiners or {}),
                                                   "pool": cfg.pool}, reinit="finish_previous")
     keys = sorted({k for row in results["methods"].values() for k in row})
     table = wandb.Table(columns=["method", *keys])

@@ -221,3 +221,40 @@ def test_cli_exit_code_2_and_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "s0" in lines[0], proc.stderr
+
+
+from tests.test_clip_t import tiny_clip  # noqa: E402,F401  (fixture)
+
+
+def test_clip_t_column_for_sets_with_prompts(tmp_path, tiny_clip):  # noqa: F811
+    from evaluation.clip_t import ClipT
+
+    folder = _triples(tmp_path / "set", n=3, size=(16, 16))
+    prompts = ["a red house", "a cat", "blue sky"]
+    for i, p in enumerate(prompts):
+        (folder / f"s{i}.txt").write_text(p)
+    results = run(_cfg(tmp_path, set=str(folder), baselines=["input"],
+                       metrics={"lpips_net": None, "fid": False, "kid_subset_size": 50, "clip_model": str(tiny_clip)}))
+    records = load_set(str(folder))
+    images = torch.stack([r.decode()["x_gen"] for r in records])
+    expected = ClipT(str(tiny_clip))(images, [r.prompt for r in records]).double().mean().item()
+    assert results["methods"]["input"]["clip_t"] == pytest.approx(expected, rel=1e-5)
+    no_model = run(_cfg(tmp_path / "b", set=str(folder), baselines=["input"]))
+    assert no_model["methods"]["input"]["clip_t"] is None
+    assert any(n.startswith("CLIP-T is null") for n in no_model["notes"])
+
+
+def test_wandb_table_holds_the_results(bench_set, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results = run(_cfg(tmp_path, set=str(bench_set), baselines=["input", "paste_back"], logger="wandb",
+                       contact_sheet_rows=1))
+    tables = list((tmp_path / "out" / "wandb").glob("offline-run-*/files/media/table/evaluate/results_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    cols = table["columns"]
+    rows = {r[0]: dict(zip(cols, r)) for r in table["data"]}
+    assert set(rows) == {"input", "paste_back"}
+    for name in rows:
+        assert rows[name]["masked_l1"] == pytest.approx(results["methods"][name]["masked_l1"])
+    sheets = list((tmp_path / "out" / "wandb").glob("offline-run-*/files/media/images/evaluate/contact_sheet_*.png"))
+    assert len(sheets) == 1 and np.asarray(Image.open(sheets[0])).std() > 10

@@ -100,3 +100,52 @@ def test_unserved_vae_round_trips_warn_loudly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_unserved_vae(sim, None)
+
+
+def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
+    """The demo's closing table comes from `evaluate` on a benchmark set built from the held-out
+    photos (not the training simulation); an identity refiner scores exactly like the input."""
+    import json
+
+    from evaluation.after_training import final_evaluation
+    from pixperfect.models import CMGANRefiner
+
+    cfg = compose_cfg(["experiment=demo", f"final_evaluation.set={tmp_path / 'bench'}",
+                       f"final_evaluation.make_set.src={tmp_path / 'photos'}", "final_evaluation.make_set.size=48",
+                       "final_evaluation.make_set.per_image=3", "final_evaluation.make_set.autoencoder=null",
+                       "final_evaluation.lpips_net=null", "final_evaluation.fid=false"])
+    ident = tmp_path / "ident"
+    CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16).save_pretrained(ident)
+    results = final_evaluation(cfg, ident, tmp_path / "out")
+    manifest = json.loads((tmp_path / "bench" / "set.json").read_text())
+    assert manifest["recipe"] == "benchmark" and manifest["photos"] == 2 and manifest["samples"] == 6
+    from data.demo import TRAIN_PHOTOS, VAL_PHOTOS
+
+    sources = {p.stem for p in (tmp_path / "photos").iterdir()}
+    assert sources == set(VAL_PHOTOS) and not sources & set(TRAIN_PHOTOS)
+    assert list(results["methods"]) == ["input", "paste_back", "poisson", "demo"]
+    assert results["methods"]["demo"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
+    assert (tmp_path / "out" / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evaluation.make_set import make_set
+
+    make_set(cbsd68, tmp_path / "bench", "benchmark", size=48, seed=0, limit=6)
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "curve.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "evaluation.learnability", "--set", str(tmp_path / "bench"),
+                           "--at", "0,2,4", "--name", "tiny", "--out", str(out), "model=cmgan_tiny",
+                           "data.resolution=32", "data.batch_size=4", "data.num_workers=0"],
+                          cwd=root, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert rows[0]["overall"] == 1.0  # the zero-initialised refiner is the identity
+    assert "| variant | step | overall |" in proc.stdout and "| tiny | 4 |" in proc.stdout
