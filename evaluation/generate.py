@@ -2,14 +2,20 @@
 
     python -m evaluation.generate pilot input.folder=PHOTOS [pilot=sdxl] [pilot.model=DIR] [output.dir=OUT]
     python -m evaluation.generate pilot input.shards='data/val-{000000..000003}.tar'
+    python -m evaluation.generate pilot input.folder=COCO_IMAGES input.masks=COCO_MASKS input.mask_inflate=10
+    python -m evaluation.generate pilot -m pilot/ablation=none,no_bg_loss,no_sc_loss,no_sbc  # one set each
 
 Each output sample holds ``gen.png`` (the LDM output, what the refiner gets), ``gt.png`` (the
 original), ``mask.png`` (white = generated), ``txt`` (the prompt) and ``json`` (seed and
 settings). Inputs are sorted (folder) or in shard order; a sample's own ``mask.png``/``txt``
 sidecars are used, else a mask is drawn and ``prompt`` is used, seeded by (seed, key) so a
-re-run gives the same set. Output shard i holds input samples [i·n, (i+1)·n): a re-run skips
-finished shards (written to ``.tmp``, then renamed) and redoes only the unfinished one.
-Unreadable samples and failed generations are skipped and counted, never fatal.
+re-run gives the same set. The COCO protocol: ``input.masks`` is a folder of ``KEY.mask.png``
+object masks (KEY = the sample key: the file stem, or the shard's ``__key__``) that every sample
+must have, and ``input.mask_inflate`` grows each mask by that many pixels (Euclidean, at the
+input's resolution) — the paper's inflated segmentation maps. Output shard i holds input
+samples [i·n, (i+1)·n): a re-run skips finished shards (written to ``.tmp``, then renamed; a
+failure removes the ``.tmp``) and redoes only the unfinished one. Unreadable samples and refused generations are skipped and counted;
+impossible settings stop the run before anything is loaded (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -70,6 +76,33 @@ def fit(image: torch.Tensor, resolution: int | None, mode: str) -> torch.Tensor:
     return out[:, top: top + resolution, left: left + resolution].clamp(0, 1)
 
 
+def inflate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """A 1×H×W binary mask grown by ``radius`` pixels: every pixel within Euclidean distance
+    ``radius`` of the object (the paper's inflated segmentation maps). ``radius`` 0: unchanged."""
+    if radius <= 0:
+        return (mask > 0.5).float()
+    from skimage.morphology import isotropic_dilation
+
+    grown = isotropic_dilation(mask[0].cpu().numpy() > 0.5, radius)
+    return torch.from_numpy(grown).float()[None]
+
+
+def object_mask(key: str, folder: str | os.PathLike, size: tuple[int, int]) -> torch.Tensor:
+    """``folder/KEY.mask.png`` as a 1×H×W {0, 1} mask; it must exist and match the image size."""
+    from pixperfect.image_io import read_mask
+
+    path = Path(folder) / f"{key}.mask.png"
+    if not path.is_file():
+        raise CorruptSample(f"no object mask {path} (input.masks needs KEY.mask.png for every sample)")
+    try:
+        mask = read_mask(path)
+    except (OSError, ValueError) as exc:
+        raise CorruptSample(f"unreadable object mask {path}: {exc}") from None
+    if tuple(mask.shape[-2:]) != tuple(size):
+        raise CorruptSample(f"object mask {path} is {tuple(mask.shape[-2:])}, image is {tuple(size)} (H×W)")
+    return mask
+
+
 def png(t: torch.Tensor) -> bytes:
     """C×H×W float [0, 1] → PNG bytes (RGB or L)."""
     arr = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -102,17 +135,21 @@ def write_eval_set(samples: Iterable[dict], make: Callable[[dict], dict], out_di
             counts["kept"] += len(chunk)
             continue
         tmp = path.with_suffix(".tar.tmp")
-        with wds.TarWriter(str(tmp), mtime=0.0) as sink:
-            for raw in chunk:
-                try:
-                    sample = decode_sample(raw)
-                    fields = make(sample)
-                except (CorruptSample, ValueError) as exc:  # unreadable input, or a generation it refuses
-                    skips.skip(f"{raw.get('__key__', '<unknown>')}: {exc}")
-                    continue
-                sink.write({"__key__": sample["key"], **fields})
-                counts["written"] += 1
-        os.replace(tmp, path)
+        try:
+            with wds.TarWriter(str(tmp), mtime=0.0) as sink:
+                for raw in chunk:
+                    try:
+                        sample = decode_sample(raw)
+                        fields = make(sample)
+                    except (CorruptSample, ValueError) as exc:  # unreadable input, or a generation it refuses
+                        skips.skip(f"{raw.get('__key__', '<unknown>')}: {exc}")
+                        continue
+                    sink.write({"__key__": sample["key"], **fields})
+                    counts["written"] += 1
+            os.replace(tmp, path)
+        except BaseException:  # an error, Ctrl-C, SIGTERM: no half-written shard stays behind
+            tmp.unlink(missing_ok=True)
+            raise
     counts["skipped"] = skips.total
     return counts
 
@@ -124,19 +161,29 @@ def pilot_maker(cfg) -> Callable[[dict], dict]:
     from omegaconf import OmegaConf
 
     from pixperfect.pilot.load import load_pilot
+    from pixperfect.pilot.loop import check_settings
 
     p = cfg.pilot
+    call = OmegaConf.to_container(p.call, resolve=True)  # plain lists/dicts: for the pipeline and for json
+    check_settings(call, {k: f"pilot.call.{k}" for k in call})  # before loading anything
+    inflation = cfg.input.get("mask_inflate", 0)
+    if not isinstance(inflation, int) or isinstance(inflation, bool) or inflation < 0:
+        raise ValueError(f"input.mask_inflate must be an integer number of pixels ≥ 0; got {inflation!r}")
+    masks_dir = cfg.input.get("masks")
+    if masks_dir is not None and not Path(masks_dir).is_dir():
+        raise FileNotFoundError(f"input.masks {masks_dir} does not exist (a folder of KEY.mask.png)")
     pipe = load_pilot(p.model, device=p.device, dtype=p.dtype, controlnet=p.controlnet, adapter=p.adapter,
                       lora=p.lora, lora_scale=p.lora_scale, ip_adapter=p.ip_adapter, ip_adapter_scale=p.ip_adapter_scale)
     masks = instantiate(cfg.masks)
-    call = OmegaConf.to_container(p.call, resolve=True)  # plain lists/dicts: for the pipeline and for json
-    settings = {"generator": "pilot", "model": str(p.model), "seed": int(cfg.seed), **call}
+    settings = {"generator": "pilot", "model": str(p.model), "variant": p.get("variant", ""), "seed": int(cfg.seed),
+                "mask_inflate": inflation, **call}
 
     def make(sample: dict) -> dict:
         seed = stable_seed(cfg.seed, sample["key"])
         image = fit(sample["image"], p.resolution, "bilinear")
-        if "mask" in sample:
-            mask = (fit(sample["mask"], p.resolution, "nearest") > 0.5).float()
+        source = object_mask(sample["key"], masks_dir, sample["image"].shape[-2:]) if masks_dir else sample.get("mask")
+        if source is not None:
+            mask = (fit(inflate(source, inflation), p.resolution, "nearest") > 0.5).float()
         else:
             mask = masks(*image.shape[-2:], torch.Generator().manual_seed(seed))
         prompt = sample.get("caption", cfg.prompt) or ""

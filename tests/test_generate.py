@@ -98,7 +98,7 @@ def test_shards_input_gives_the_same_set_as_the_folder(model_dir, photos, tmp_pa
     make_shards(photos, tmp_path / "in", maxcount=10, quiet=True)
     generate_pilot(cfg_for(model_dir, tmp_path / "a", folder=photos))
     counts = generate_pilot(cfg_for(model_dir, tmp_path / "b", shards=tmp_path / "in" / "shard-000000.tar"))
-    assert counts["written"] == 3 and counts["skipped"] == 1
+    assert counts["written"] == 3 and counts["skipped"] == 0  # make_shards already left the corrupt file out
     a, b = read_shards(tmp_path / "a" / "out"), read_shards(tmp_path / "b" / "out")
     assert {k: a[k]["gen.png"] for k in a} == {k: b[k]["gen.png"] for k in b}
 
@@ -131,3 +131,121 @@ def test_pilot_group_presets(tmp_path, name, resolution, steps):
     assert str(cfg.output.dir).endswith(f"eval_sets/pilot_{name}")
     accepted = set(inspect.signature(PilotLoop.__call__).parameters)
     assert set(cfg.pilot.call) <= accepted  # every call key is a real argument
+
+
+# ---------------------------------------------------------------------------------------------- COCO protocol
+def test_inflate_grows_a_mask_by_the_euclidean_radius():
+    from evaluation.generate import inflate
+
+    dot = torch.zeros(1, 21, 21)
+    dot[0, 10, 10] = 1
+    yy, xx = torch.meshgrid(torch.arange(21), torch.arange(21), indexing="ij")
+    disk = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 9).float()[None]  # every pixel within 3 px
+    assert torch.equal(inflate(dot, 3), disk) and int(disk.sum()) == 29  # Gauss circle count for r = 3
+    box = torch.zeros(1, 30, 40)
+    box[0, 10:20, 15:25] = 1
+    grown = inflate(box, 4)[0]
+    rows, cols = grown.nonzero().T
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 23, 11, 28)  # each side out by 4
+    # corners rounded: from the box corner (10, 15), (−3, −3) is 4.2 px away (out), (−2, −3) 3.6 px (in)
+    assert grown[7, 12] == 0 and grown[8, 12] == 1 and grown[10, 11] == 1
+    assert torch.equal(inflate(box, 0), box)
+
+
+def test_object_masks_from_a_folder_inflated(model_dir, photos, tmp_path):
+    from evaluation.generate import fit, generate_pilot, inflate
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    obj = np.zeros((40, 48), np.uint8)
+    obj[15:20, 20:26] = 255
+    for key in ("p0", "p1"):  # p2 has none: skipped and counted, never a drawn mask
+        Image.fromarray(obj).save(masks / f"{key}.mask.png")
+    cfg = cfg_for(model_dir, tmp_path, folder=photos, masks=masks, mask_inflate=3)
+    counts = generate_pilot(cfg)
+    assert counts["written"] == 2 and counts["skipped"] == 2  # p2 (no object mask) and the corrupt p3
+    samples = read_shards(tmp_path / "out")
+    expected = fit(inflate(torch.from_numpy(obj / 255.0).float()[None], 3), 32, "nearest")[0].numpy() > 0.5
+    for key in ("p0", "p1"):  # the folder's mask wins over p1's own sidecar
+        assert np.array_equal(image(samples[key]["mask.png"], "L") > 127, expected)
+    assert expected.sum() > (fit(torch.from_numpy(obj / 255.0).float()[None], 32, "nearest") > 0.5).sum()
+    import json
+
+    assert json.loads(samples["p0"]["json"])["mask_inflate"] == 3
+
+
+def test_a_failed_shard_leaves_no_tmp_file(tmp_path):
+    from evaluation.generate import write_eval_set
+
+    def boom(sample):
+        raise RuntimeError("the GPU fell over")
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    raw = [{"__key__": "a", "png": buf.getvalue()}]
+    with pytest.raises(RuntimeError, match="fell over"):
+        write_eval_set(raw, boom, tmp_path / "out", samples_per_shard=1)
+    assert list((tmp_path / "out").iterdir()) == []  # neither a .tar nor a .tar.tmp
+
+
+def cli_env(tmp_path):
+    return {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+
+def test_cli_refuses_zero_steps_in_one_line(model_dir, photos, tmp_path):
+    """Regression (issue 11): num_inference_steps=0 gave a traceback and left a .tar.tmp behind."""
+    done = subprocess.run([sys.executable, "-m", "evaluation.generate", "pilot", f"pilot.model={model_dir}",
+                           "pilot.device=cpu", f"input.folder={photos}", f"output.dir={tmp_path / 'out'}",
+                           f"paths.log_dir={tmp_path / 'logs'}", "pilot.call.num_inference_steps=0"],
+                          cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: pilot.call.num_inference_steps must be an integer ≥ 1; got 0"], done.stderr
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tar"))
+
+
+@pytest.mark.parametrize("override,expected", [("pilot.call.num_inference_steps=-3", "num_inference_steps"),
+                                               ("pilot.call.momentum=1.5", "momentum"),
+                                               ("input.mask_inflate=-2", "mask_inflate")])
+def test_impossible_settings_are_refused_before_loading(photos, tmp_path, override, expected):
+    from evaluation.generate import generate_pilot
+
+    cfg = compose([f"pilot.model={tmp_path / 'none'}", f"input.folder={photos}", f"output.dir={tmp_path / 'out'}",
+                   override], tmp_path / "run", config_name="generate")
+    with pytest.raises(ValueError, match=expected):
+        generate_pilot(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_ablation_multirun_writes_one_set_per_ablation(model_dir, photos, tmp_path):
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "evaluation.generate", "pilot", "-m",
+                           "pilot/ablation=none,no_sc_loss,no_sbc", f"pilot.model={model_dir}",
+                           "pilot.device=cpu", "pilot.resolution=32", "pilot.call.num_inference_steps=2",
+                           "pilot.call.op_interval=1", "pilot.call.num_gradient_steps=1", "input.limit=1",
+                           f"input.folder={photos}", f"paths.eval_sets_dir={tmp_path / 'sets'}",
+                           f"paths.log_dir={tmp_path / 'logs'}"],
+                          cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sets = {p.name: read_shards(p) for p in (tmp_path / "sets").iterdir()}
+    assert sorted(sets) == ["pilot_sd15", "pilot_sd15-no_sbc", "pilot_sd15-no_sc_loss"]
+    settings = {name: json.loads(s["p0"]["json"]) for name, s in sets.items()}
+    assert settings["pilot_sd15"]["coef"] == 1.0 and settings["pilot_sd15"]["sbc"] is True
+    assert settings["pilot_sd15-no_sc_loss"]["coef"] == 0.0 and settings["pilot_sd15-no_sc_loss"]["variant"] == "-no_sc_loss"
+    assert settings["pilot_sd15-no_sbc"]["sbc"] is False
+    assert sets["pilot_sd15-no_sbc"]["p0"]["gen.png"] != sets["pilot_sd15"]["p0"]["gen.png"]  # SBC acts on every pass
+
+
+@pytest.mark.parametrize("name", ["no_bg_loss", "no_sc_loss", "no_sbc", "layers_low", "layers_mid", "layers_all"])
+def test_ablation_configs_compose_on_every_preset(tmp_path, name):
+    import inspect
+
+    from pixperfect.pilot.loop import PilotLoop, check_settings
+
+    for preset in ("sd15", "sdxl", "fast"):
+        cfg = compose([f"pilot={preset}", f"pilot/ablation={name}"], tmp_path, config_name="generate")
+        assert str(cfg.output.dir).endswith(f"pilot_{preset}-{name}")
+        call = dict(cfg.pilot.call)
+        assert set(call) <= set(inspect.signature(PilotLoop.__call__).parameters)
+        check_settings({k: (list(v) if k == "attention_levels" and v is not None else v) for k, v in call.items()})

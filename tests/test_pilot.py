@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pixperfect.pilot import PilotPipeline
-from pixperfect.pilot.attention import PilotAttention, semantic_centring_loss
+from pixperfect.pilot.attention import PilotAttention, semantic_centralization_loss
 from tiny_diffusers import pilot_inputs, run_pilot, tiny_sd_components
 
 
@@ -80,40 +80,112 @@ def test_gamma_0_equals_plain_blended_latent_sampling(pipe, inputs):
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_sbc_zeroes_background_attention_to_prompt_tokens(pipe, inputs):
-    import pixperfect.pilot.loop as pipeline_mod
+def attention_pass(pipe, prompts, mask, sbc=True, levels=(0, 1), seed=0):
+    """One UNet forward of a latent (requires grad) through PILOT's processors; returns the
+    latent, the captured (pre-SBC probabilities, mask) per layer and the conditioning."""
+    from pixperfect.pilot.attention import install
 
-    captured = []
-    real_loss = pipeline_mod.semantic_centring_loss
-
-    def capture_loss(caps, tokens):
-        captured.extend(caps)
-        return real_loss(caps, tokens)
-
-    pipeline_mod.semantic_centring_loss = capture_loss
+    cond = pipe.encode_prompt(prompts[1], prompts[0], "cpu")
+    h, w = mask.shape[-2] // pipe.vae_scale_factor, mask.shape[-1] // pipe.vae_scale_factor
+    m = (torch.nn.functional.interpolate(mask, size=(h, w), mode="area") > 0).float()
+    state = PilotAttention(mask=m, prompt_tokens=cond.tokens, sbc=sbc, capture_sizes=pipe.attention_sizes((h, w), levels))
+    previous = install(pipe.unet, state)
     try:
-        run(pipe, inputs, num_gradient_steps=1)
+        z = torch.randn(1, 4, h, w, generator=torch.Generator().manual_seed(seed)).requires_grad_(True)
+        pipe._unet(z, torch.tensor(700), cond)
     finally:
-        pipeline_mod.semantic_centring_loss = real_loss
-    assert captured
-    tokens = pipe.encode_prompt("a photo of a cat", None, "cpu").tokens
-    tok = tokens[1]
-    assert tok.sum() == 5  # a, photo, of, a, cat — no BOS/EOS/padding
-    for probs, m in captured:
-        bg_mass = (probs[..., tok] * (1 - m)[:, None, :, None]).sum()
-        fg_mass = (probs[..., tok] * m[:, None, :, None]).sum()
-        assert bg_mass.item() == 0.0 and fg_mass.item() > 0
+        pipe.unet.set_attn_processor(previous)
+    return z, state.captured, cond
 
 
-def test_semantic_centring_loss_is_bg_minus_fg_mass():
+def test_sc_loss_reads_pre_sbc_attention_and_both_terms_carry_gradient(pipe, inputs):
+    """Regression: the maps were captured after SBC, so A_bg was exactly 0 and L_sc degenerated to −A_fg."""
+    from pixperfect.pilot.attention import semantic_centralization_terms
+
+    z, captured, cond = attention_pass(pipe, ("", "a photo of a cat"), inputs[1], sbc=True)
+    assert len(captured) == 4  # tiny UNet: 16×16 layers (1 down, 2 up; level 0) and the 8×8 mid block (level 1)
+    bg, fg = semantic_centralization_terms(captured, cond.tokens[1:])
+    assert bg.item() > 1e-3 and fg.item() > 1e-3
+    for term in (bg, fg):
+        (grad,) = torch.autograd.grad(term, z, retain_graph=True)
+        assert grad.abs().sum() > 0  # the latent gets a gradient through each term
+    run(pipe, inputs, num_inference_steps=2, op_interval=1, num_gradient_steps=2, coef=1.0, sbc=True)  # in the loop
+    with_sc = [r for r in pipe._last_losses if r["t"] > 0]  # λ(t) ∝ t: no L_sc at t = 0
+    assert with_sc and all(r["sc_bg"] > 1e-3 and r["sc_fg"] > 1e-3 for r in with_sc)
+
+
+def test_sbc_background_output_is_the_bos_value_alone_whatever_the_prompt(pipe):
+    """Post-softmax SBC (the authors' code): a background pixel's cross-attention output is
+    to_out(p_BOS · v_BOS) — no other token contributes and nothing is renormalised — in both CFG
+    rows; v_BOS is the same for every prompt (CLIP is causal)."""
+    from pixperfect.pilot.attention import PilotAttnProcessor
+
+    name = next(n for n in pipe.unet.attn_processors if n.endswith("attn2.processor"))
+    attn = pipe.unet.get_submodule(name[: -len(".processor")])  # a 16×16 layer of the tiny UNet
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    proc = PilotAttnProcessor(PilotAttention(mask=mask, sbc=True))
+    x = torch.randn(2, 256, attn.to_q.in_features, generator=torch.Generator().manual_seed(3))
+    bg = mask.flatten() < 0.5
+    heads, outs, v_bos = attn.heads, [], []
+    for prompt in ("a photo of a cat", "a red house"):
+        text = pipe.encode_prompt(prompt, "blue sky", "cpu").embeds  # rows [negative, prompt]
+        with torch.no_grad():
+            out = proc(attn, x, text)
+            q = attn.to_q(x).view(2, 256, heads, -1).transpose(1, 2)
+            k = attn.to_k(text).view(2, -1, heads, q.shape[-1]).transpose(1, 2)
+            v = attn.to_v(text).view(2, -1, heads, q.shape[-1]).transpose(1, 2)
+            p_bos = ((q @ k.transpose(-1, -2)) * attn.scale).softmax(-1)[..., :1]  # B×H×pixels×1, before SBC
+            by_hand = (p_bos * v[:, :, :1]).transpose(1, 2).reshape(2, 256, -1)
+            expected = attn.to_out[1](attn.to_out[0](by_hand))
+        torch.testing.assert_close(out[:, bg], expected[:, bg], atol=1e-6, rtol=1e-5)
+        assert p_bos.min() < 0.99  # not renormalised: p_BOS < 1 is kept as is
+        outs.append(out)
+        v_bos.append(v[:, :, 0])
+    torch.testing.assert_close(v_bos[0], v_bos[1])  # the BOS value does not depend on the prompt
+    assert not torch.allclose(outs[0][1, ~bg], outs[1][1, ~bg], atol=1e-4)  # the hole does
+
+
+def test_sbc_off_leaves_attention_untouched(pipe, inputs):
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from pixperfect.pilot.attention import PilotAttnProcessor
+
+    name = next(n for n in pipe.unet.attn_processors if n.endswith("attn2.processor"))
+    attn = pipe.unet.get_submodule(name[: -len(".processor")])
+    x = torch.randn(2, 256, attn.to_q.in_features, generator=torch.Generator().manual_seed(4))
+    text = pipe.encode_prompt("a photo of a cat", None, "cpu").embeds
+    ours = PilotAttnProcessor(PilotAttention(mask=inputs[1][..., ::2, ::2], sbc=False))(attn, x, text)
+    torch.testing.assert_close(ours, AttnProcessor()(attn, x, text), atol=1e-6, rtol=1e-5)
+
+
+def test_semantic_centralization_loss_is_bg_minus_fg_mass():
     probs = torch.zeros(1, 1, 4, 3)
     probs[0, 0, :, 1] = torch.tensor([0.9, 0.8, 0.1, 0.2])  # token 1 is the prompt token
     m = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
     tokens = torch.tensor([[False, True, False]])
-    loss = semantic_centring_loss([(probs, m)], tokens)
+    loss = semantic_centralization_loss([(probs, m)], tokens)
     assert loss.item() == pytest.approx(0.15 - 0.85)
     with pytest.raises(ValueError, match="attention"):
-        semantic_centring_loss([], tokens)
+        semantic_centralization_loss([], tokens)
+
+
+def test_attention_levels_count_from_either_end(pipe):
+    assert pipe.attention_levels(None) == [1]  # default: all but the finest (tiny UNet has 2 levels)
+    assert pipe.attention_levels([-1]) == [1] and pipe.attention_levels([-2]) == [0]
+    assert pipe.attention_levels([0, 1, 2, 3, 4]) == [0, 1]
+    assert pipe.attention_sizes((16, 16), [0, -1]) == {256, 64}
+    with pytest.raises(ValueError, match="attention_levels must be"):
+        run(pipe, pilot_inputs(), attention_levels=[])
+
+
+def test_no_bg_loss_and_no_sc_loss_leave_the_latent_alone(pipe, inputs):
+    short = dict(num_inference_steps=2, op_interval=1, num_gradient_steps=2)
+    plain = run(pipe, inputs, **{**short, "num_gradient_steps": 0})
+    torch.testing.assert_close(run(pipe, inputs, bg_weight=0.0, coef=0.0, **short), plain)  # nothing to optimise
+    only_sc = run(pipe, inputs, bg_weight=0.0, coef=5.0, **short)
+    assert not torch.allclose(only_sc, plain, atol=1e-5)
+    assert all(r["grad_norm"] > 0 for r in pipe._last_losses if r["t"] > 0)  # L_sc alone still moves the latent
 
 
 def test_save_and_load_round_trip(pipe, inputs, tmp_path):
@@ -300,3 +372,18 @@ def test_x0_prediction_matches_the_scheduler(pipe, kind):
         assert torch.allclose(ours, pipe.scheduler.step(out, t, z).pred_original_sample, atol=1e-5)
     finally:
         pipe.scheduler = original
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--steps", "-3"), ("--gradient-steps", "-1"),
+                                        ("--momentum", "1.0"), ("--bg-weight", "-1")])
+def test_cli_refuses_impossible_settings_in_one_line(tmp_path, capsys, flag, value):
+    """Regression (issue 11): --steps 0 gave a traceback and --steps -3 wrote an image."""
+    from pixperfect.pilot.__main__ import main as pilot_main
+
+    out = tmp_path / "out.png"
+    args = ["--model", str(tmp_path / "not_loaded"), "--image", "in.png", "--mask", "m.png", "--prompt", "a cat",
+            "--out", str(out), flag, value]
+    assert pilot_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {flag} must be ") and "; got " in err[0]
+    assert not out.exists()

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-steps", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=0.7)
-    parser.add_argument("--coef", type=float, default=1.0)
+    parser.add_argument("--coef", type=float, default=1.0, help="λ scale of L_sc (0 = no L_sc)")
+    parser.add_argument("--bg-weight", type=float, default=1.0, help="weight of L_bg (0 = no L_bg)")
     parser.add_argument("--no-sbc", action="store_true", help="turn Semantic Boundary Control off")
     parser.add_argument("--paste-back", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true")
@@ -51,9 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pixperfect.pilot.load import load_pilot, resolve_device
+    from pixperfect.pilot.loop import check_settings
     from pixperfect.refine import InputError, read_image
 
+    settings = dict(num_inference_steps=args.steps, guidance_scale=args.guidance_scale, gamma=args.gamma,
+                    op_interval=args.op_interval, num_gradient_steps=args.gradient_steps, lr=args.lr,
+                    momentum=args.momentum, coef=args.coef, bg_weight=args.bg_weight, sbc=not args.no_sbc,
+                    paste_back=args.paste_back, gradient_checkpointing=args.gradient_checkpointing)
     try:
+        flags = {k: "--" + k.replace("_", "-") for k in settings}
+        check_settings(settings, {**flags, "num_inference_steps": "--steps", "num_gradient_steps": "--gradient-steps"})
         image = read_image(args.image, "RGB")
         mask = read_image(args.mask, "L")
         if mask.shape[-2:] != image.shape[-2:]:
@@ -70,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                           adapter=args.adapter, lora=args.lora, lora_scale=args.lora_scale,
                           ip_adapter=args.ip_adapter, ip_adapter_scale=args.ip_adapter_scale)  # errors name the source
         pipe.set_progress_bar_config(disable=False)
-        result = pipe(args.prompt, image, mask, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
-                      guidance_scale=args.guidance_scale, gamma=args.gamma, op_interval=args.op_interval,
-                      num_gradient_steps=args.gradient_steps, lr=args.lr, momentum=args.momentum, coef=args.coef,
-                      sbc=not args.no_sbc, paste_back=args.paste_back,
-                      gradient_checkpointing=args.gradient_checkpointing,
+        result = pipe(args.prompt, image, mask, negative_prompt=args.negative_prompt, **settings,
                       generator=torch.Generator(device=device).manual_seed(args.seed), output_type="pil", **extra)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,5 +1,13 @@
-"""Cross-attention processors for PILOT: capture prompt-token attention for the semantic-centring
-loss, and Semantic Boundary Control (SBC) — background pixels may not attend to prompt tokens.
+"""Cross-attention processors for PILOT: capture prompt-token attention for the semantic-centralization
+loss, and Semantic Boundary Control (SBC) — background pixels take no attention from the text.
+
+SBC follows the authors' code (``models/attn_processor.py`` of Lingzhi-Pan/PILOT): *after* the
+softmax, background rows keep only their BOS probability and every other text token (prompt
+words, EOS, padding) is zeroed, in every batch row (unconditional too), without renormalising.
+A background pixel's text attention is then ``p_BOS · v_BOS``: CLIP's text encoder is causal, so
+``v_BOS`` is the same for every prompt; only the scalar weight ``p_BOS`` (the share the softmax gave
+BOS) still sees the other keys. ``L_sc`` reads the probabilities *before* SBC
+(the raw attention maps of the paper); after SBC its background term would be zero by construction.
 
 One ``PilotAttention`` state object is shared by every processor of a UNet; the pipeline sets
 the latent mask, which tokens are prompt tokens, and what to capture before each UNet call.
@@ -23,9 +31,10 @@ class PilotAttention:
     """State shared by all processors during one UNet forward.
 
     mask: N×1×h×w latent-resolution mask (1 = region to generate) for the rows of the batch.
-    prompt_tokens: B×T bool, True for prompt tokens (not BOS/EOS/padding) in each batch row.
-    sbc: mask prompt-token attention from background pixels.
-    capture_sizes: spatial sizes (h·w) of the layers whose attention is captured (empty = none).
+    prompt_tokens: B×T bool, True for prompt tokens (not BOS/EOS/padding) in each batch row (L_sc).
+    sbc: background pixels keep only their BOS attention (post-softmax, not renormalised).
+    capture_sizes: spatial sizes (h·w) of the layers whose attention is captured (empty = none);
+    ``captured`` gets (pre-SBC probabilities, soft mask) per captured layer.
     """
 
     mask: torch.Tensor | None = None
@@ -46,6 +55,15 @@ class PilotAttention:
                 m = m.flatten(1).to(device=device, dtype=dtype)
                 return m.repeat(batch // m.shape[0], 1) if batch != m.shape[0] else m
         return None
+
+
+def sbc_probabilities(probs: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Semantic Boundary Control on B×H×pixels×T probabilities: background pixels (``m`` < 0.5,
+    B×pixels) keep only token 0 (BOS); their other text probabilities become 0 (no renormalisation)."""
+    keep = torch.ones_like(probs[:1, :1, :1, :])  # 1×1×1×T
+    keep[..., 1:] = 0
+    background = (m < 0.5)[:, None, :, None]
+    return torch.where(background, probs * keep, probs)
 
 
 class PilotAttnProcessor:
@@ -90,16 +108,13 @@ class PilotAttnProcessor:
         if not cross:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
         else:
-            scores = (q @ k.transpose(-1, -2)) * attn.scale  # B×H×pixels×T
+            probs = ((q @ k.transpose(-1, -2)) * attn.scale).softmax(dim=-1)  # B×H×pixels×T
             state = self.state
-            tokens = state.prompt_tokens
-            m = state.mask_at(pixels, batch, scores.device, scores.dtype)
-            if state.sbc and tokens is not None and m is not None and tokens.shape[-1] == scores.shape[-1]:
-                blocked = (m[:, None, :, None] < 0.5) & tokens.to(scores.device)[:, None, None, :]
-                scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(dim=-1)
+            m = state.mask_at(pixels, batch, probs.device, probs.dtype)
             if pixels in state.capture_sizes:
-                state.captured.append((probs, m))
+                state.captured.append((probs, m))  # raw maps: L_sc is defined before SBC
+            if state.sbc and m is not None:
+                probs = sbc_probabilities(probs, m)
             out = probs.to(v.dtype) @ v
         out = out.transpose(1, 2).reshape(batch, -1, heads * v.shape[-1])
         if ip_states is not None:
@@ -119,8 +134,8 @@ class PilotAttnProcessor:
             k = to_k(states).view(batch, -1, heads, q.shape[-1]).transpose(1, 2)
             v = to_v(states).view(batch, -1, heads, q.shape[-1]).transpose(1, 2)
             out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, pixels, -1)
-            if m is not None:
-                out = out * m[..., None]
+            if m is not None:  # same background as the text SBC: no image-prompt attention there
+                out = out * (m >= 0.5).to(out.dtype)[..., None]
             total = total + scale * out
         return total
 
@@ -139,18 +154,24 @@ def install(unet, state: PilotAttention) -> dict:
     return previous
 
 
-def semantic_centring_loss(captured: list, prompt_tokens: torch.Tensor) -> torch.Tensor:
-    """Mean over captured layers of (background − foreground) attention mass on the prompt tokens."""
-    losses = []
+def semantic_centralization_terms(captured: list, prompt_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A_bg, A_fg): mean over captured layers of the prompt-token attention mass per pixel, averaged
+    over heads and over the background / foreground pixels (soft mask weights)."""
+    bgs, fgs = [], []
     for probs, m in captured:
         if m is None:
             continue
         rows = probs.shape[0]
         tok = prompt_tokens[-rows:].to(probs.device, probs.dtype)  # conditional rows
         mass = (probs * tok[:, None, None, :]).sum(-1).mean(1)  # B×pixels (mean over heads)
-        fg = (mass * m).sum(-1) / m.sum(-1).clamp_min(1.0)
-        bg = (mass * (1 - m)).sum(-1) / (1 - m).sum(-1).clamp_min(1.0)
-        losses.append((bg - fg).mean())
-    if not losses:
-        raise ValueError("no cross-attention layer matched pilot.attention_sizes; check the selected resolutions")
-    return torch.stack(losses).mean()
+        fgs.append(((mass * m).sum(-1) / m.sum(-1).clamp_min(1.0)).mean())
+        bgs.append(((mass * (1 - m)).sum(-1) / (1 - m).sum(-1).clamp_min(1.0)).mean())
+    if not bgs:
+        raise ValueError("no cross-attention layer matched pilot.call.attention_levels; check the selected levels")
+    return torch.stack(bgs).mean(), torch.stack(fgs).mean()
+
+
+def semantic_centralization_loss(captured: list, prompt_tokens: torch.Tensor) -> torch.Tensor:
+    """L_sc = A_bg − A_fg on the pre-SBC attention maps of the captured layers."""
+    bg, fg = semantic_centralization_terms(captured, prompt_tokens)
+    return bg - fg

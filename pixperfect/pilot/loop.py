@@ -2,7 +2,7 @@
 
 diffusers' own ``__call__`` runs without gradients, so the denoising loop is ours: DDIM + CFG;
 during the optimisation stage (``t ≥ T(1−γ)``, every ``op_interval`` steps) the latent takes
-``num_gradient_steps`` momentum-SGD steps on ``L_bg + λ(t)·L_sc`` through one conditional UNet
+``num_gradient_steps`` momentum-SGD steps on ``w_bg·L_bg + λ(t)·L_sc`` through one conditional UNet
 forward; afterwards the blend stage replaces the background latent with the noised input
 latent at every step. Every conditioning the model has — added SDXL time/text embeddings, a
 ControlNet, a T2I-Adapter, IP-Adapter image tokens, LoRA weights — goes through the one
@@ -25,7 +25,7 @@ from diffusers.models.embeddings import ImageProjection
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from PIL import Image
 
-from pixperfect.pilot.attention import PilotAttention, install, semantic_centring_loss
+from pixperfect.pilot.attention import PilotAttention, install, semantic_centralization_terms
 from pixperfect.utils import pad_to_multiple
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,37 @@ def check_prompt_length(tokenizer, prompt: str) -> None:
     n_tokens = len(tokenizer(prompt).input_ids)
     if n_tokens > tokenizer.model_max_length:
         raise ValueError(f"prompt is {n_tokens} tokens long; this tokenizer takes at most {tokenizer.model_max_length}")
+
+
+COEF_SCHEDULES = ("linear", "constant")
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def check_settings(settings: dict, names: dict | None = None) -> None:
+    """Refuse impossible PILOT settings (any subset of ``__call__``'s keywords) with one clear line,
+    before any model work — shared by the pipeline, its CLI and ``evaluation.generate``.
+    ``names`` maps a keyword to what the caller calls it (a CLI flag, a config key)."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    rules = {
+        "num_inference_steps": (lambda v: is_int(v) and v >= 1, "an integer ≥ 1"),
+        "num_gradient_steps": (lambda v: is_int(v) and v >= 0, "an integer ≥ 0"),
+        "op_interval": (lambda v: is_int(v) and v >= 1, "an integer ≥ 1"),
+        "gamma": (lambda v: isinstance(v, (int, float)) and 0.0 <= v <= 1.0, "in [0, 1]"),
+        "lr": (lambda v: isinstance(v, (int, float)) and v >= 0, "≥ 0"),
+        "momentum": (lambda v: isinstance(v, (int, float)) and 0.0 <= v < 1.0, "in [0, 1)"),
+        "coef": (lambda v: isinstance(v, (int, float)) and v >= 0, "≥ 0"),
+        "bg_weight": (lambda v: isinstance(v, (int, float)) and v >= 0, "≥ 0"),
+        "coef_schedule": (lambda v: v in COEF_SCHEDULES, f"one of {COEF_SCHEDULES}"),
+        "output_type": (lambda v: v in OUTPUT_TYPES, f"one of {OUTPUT_TYPES}"),
+        "attention_levels": (lambda v: v is None or (isinstance(v, Sequence) and not isinstance(v, str)
+                                                     and len(v) > 0 and all(is_int(k) for k in v)),
+                             "null or a non-empty list of integers (negative counts from the lowest resolution)"),
+    }
+    for key, (ok, expected) in rules.items():
+        if key in settings and not ok(settings[key]):
+            raise ValueError(f"{(names or {}).get(key, key)} must be {expected}; got {settings[key]!r}")
 
 
 def _rows(value, rows: slice):
@@ -116,13 +147,19 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
         if not bool((mask > 0.5).any()):
             raise ValueError("mask_image is empty: nothing to inpaint (1/white = region to generate)")
 
-    def attention_sizes(self, latent_hw: tuple[int, int], levels: Sequence[int] | None) -> set[int]:
-        """Flattened sizes of the cross-attention layers used by L_sc, chosen by resolution level
-        (level k = latent size / 2^k; default: the two lowest-resolution levels)."""
+    def attention_levels(self, levels: Sequence[int] | None) -> list[int]:
+        """Resolution levels L_sc reads (level k = latent size / 2^k; negative k counts from the lowest
+        resolution, -1 = the coarsest). Default, as the authors' code (SD1.5 layers 2–12 of 16):
+        every level but the full-latent-resolution one."""
         n = len(self.unet.config.block_out_channels)
-        levels = list(levels) if levels is not None else [n - 1, n - 2]
+        if levels is None:
+            return list(range(1, n)) if n > 1 else [0]
+        return sorted({k + n if k < 0 else k for k in levels if -n <= k < n})
+
+    def attention_sizes(self, latent_hw: tuple[int, int], levels: Sequence[int] | None) -> set[int]:
+        """Flattened sizes (h·w) of the cross-attention layers used by L_sc (see ``attention_levels``)."""
         h, w = latent_hw
-        return {(-(-h // 2**k)) * (-(-w // 2**k)) for k in levels if 0 <= k < n}
+        return {(-(-h // 2**k)) * (-(-w // 2**k)) for k in self.attention_levels(levels)}
 
     @property
     def has_ip_adapter(self) -> bool:
@@ -187,6 +224,7 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
         momentum: float = 0.7,
         coef: float = 1.0,
         coef_schedule: str = "linear",
+        bg_weight: float = 1.0,
         sbc: bool = True,
         attention_levels: Sequence[int] | None = None,
         gradient_checkpointing: bool = False,
@@ -205,18 +243,16 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
 
         gamma: share of the trajectory (from t = T) that is optimised; ``op_interval`` τ and
         ``num_gradient_steps`` K set how often and how much; ``lr``/``momentum`` the SGD;
-        ``coef`` the λ(t) scale of L_sc (``coef_schedule`` linear in t or constant);
-        ``attention_levels`` the UNet resolution levels L_sc reads; ``gradient_checkpointing``
-        trades a second UNet forward for activation memory in the gradient pass.
+        ``coef`` the λ(t) scale of L_sc (``coef_schedule`` linear in t or constant; 0 = no L_sc);
+        ``bg_weight`` the weight of L_bg (0 = no L_bg, the ablation); ``sbc`` Semantic Boundary
+        Control; ``attention_levels`` the UNet resolution levels L_sc reads (see
+        ``attention_levels``); ``gradient_checkpointing`` trades a second UNet forward for
+        activation memory in the gradient pass.
         """
-        if coef_schedule not in ("linear", "constant"):
-            raise ValueError(f"coef_schedule must be 'linear' or 'constant'; got {coef_schedule!r}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
-        if op_interval < 1:
-            raise ValueError(f"op_interval must be ≥ 1; got {op_interval}")
-        if output_type not in ("pil", "np", "pt"):  # checked before the run, not after it
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt'; got {output_type!r}")
+        check_settings(dict(num_inference_steps=num_inference_steps, num_gradient_steps=num_gradient_steps,
+                            op_interval=op_interval, gamma=gamma, lr=lr, momentum=momentum, coef=coef,
+                            bg_weight=bg_weight, coef_schedule=coef_schedule, output_type=output_type,
+                            attention_levels=attention_levels))  # all before the run, not after it
         device = self._execution_device
         self.unet.requires_grad_(False)  # frozen (LoRA included): gradients go to the latent only
         if self.controlnet is not None:
@@ -291,7 +327,7 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
                         lam = coef * bg_area * (float(t) / big_t if coef_schedule == "linear" else 1.0)
                         latents = self._optimise(latents, t, cond, state, z_input, bg, lam, num_gradient_steps, lr,
                                                  momentum, (lh, lw), attention_levels, control, adapter_state,
-                                                 gradient_checkpointing)
+                                                 gradient_checkpointing, bg_weight)
                     with torch.no_grad():
                         state.prompt_tokens, state.mask = cond.tokens, m
                         eps = self._unet(torch.cat([latents] * 2).to(unet_dtype), t, cond, control,
@@ -338,7 +374,7 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
         raise ValueError(f"unsupported scheduler prediction_type {kind!r}")
 
     def _optimise(self, latents, t, cond, state, z_input, bg, lam, steps, lr, momentum, latent_hw, levels,
-                  control=None, adapter_state=None, checkpointing=False):
+                  control=None, adapter_state=None, checkpointing=False, bg_weight=1.0):
         """Momentum SGD on the fp32 latent; the UNet stays frozen; one conditional forward per step."""
         alpha = self.scheduler.alphas_cumprod.to(latents.device)[int(t)].float()
         velocity = torch.zeros_like(latents)
@@ -357,11 +393,14 @@ class PilotLoop(DiffusionPipeline, IPAdapterMixin):
                     out = self._unet(z.to(self.unet.dtype), t, cond, control, adapter_state).float()
                     x0 = self.predict_x0(z, out, alpha)
                     l_bg = ((x0 - z_input).square() * bg).sum() / (bg.sum() * z.shape[1]).clamp_min(1.0)
-                    l_sc = semantic_centring_loss(state.captured, cond_tokens) if lam > 0 else x0.new_zeros(())
-                    loss = l_bg + lam * l_sc
+                    zero = x0.new_zeros(())
+                    sc_bg, sc_fg = semantic_centralization_terms(state.captured, cond_tokens) if lam > 0 else (zero, zero)
+                    l_sc = sc_bg - sc_fg  # L_sc on the pre-SBC maps (attention.py)
+                    loss = bg_weight * l_bg + lam * l_sc
                     state.capture_sizes = set()  # a checkpointed block re-runs in backward: capture nothing then
                     (grad,) = torch.autograd.grad(loss, z)
                 self._last_losses.append({"t": int(t), "l_bg": float(l_bg.detach()), "l_sc": float(l_sc.detach()),
+                                          "sc_bg": float(sc_bg.detach()), "sc_fg": float(sc_fg.detach()),
                                           "grad_norm": float(grad.norm())})
                 velocity = momentum * velocity - lr * grad
                 z = z.detach() + velocity
