@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-slurm venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) train.py experiment=demo
 
+# the browser test of the Gradio page also needs Debian's Chromium: apt-get install chromium (else it skips)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
+
+# slurm/train.sbatch on a real single-node Slurm cluster on this machine (root: installs Debian's
+# slurm-wlm + munge, starts and stops the daemons): a debug run, then a run pre-empted by USR1 and by
+# `scontrol requeue` must end like an uninterrupted one. Several minutes on 2 cores.
+test-slurm: $(STAMP)
+	slurm/test_slurm.sh
 
 clean:
 	rm -rf $(VENV) logs outputs

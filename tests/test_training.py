@@ -105,8 +105,7 @@ def test_device_simulation_runs_in_training(compose_cfg, cbsd_shards, tmp_path):
     if not taef2.is_dir():
         pytest.skip(f"TAEF2 weights not found at {taef2}")
     cfg = compose_cfg([*shard_overrides(cbsd_shards), "debug=fast", *TINY, f"export_dir={tmp_path / 'export'}",
-                       "+device_simulation._target_=simulation.DeviceSimulation",
-                       f"+device_simulation.autoencoder={taef2}", "simulation.texture.p=1", "simulation.texture.vae_p=1"])
+                       f"device_simulation.autoencoder={taef2}", "simulation.texture.p=1", "simulation.texture.vae_p=1"])
     datamodule, module, trainer = build(cfg)
     trainer.fit(module, datamodule=datamodule)
     assert module.device_simulation.applied >= 2  # the train batch and the val batch were round-tripped
@@ -154,7 +153,7 @@ def test_training_resumes_and_export_round_trips(compose_cfg, cbsd_shards, tmp_p
     mask[..., 10:30, 12:40] = 1
     with torch.no_grad():
         expected = ema(image, mask)
-    got = refiner(image, mask)
+    got = refiner(image, mask, region="full")  # the raw network; region="edit" pastes the background back
     assert torch.equal(got, expected)
     assert not torch.equal(got, image)  # trained: not the identity any more
 
