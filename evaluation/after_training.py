@@ -35,6 +35,9 @@ def final_evaluation(cfg: DictConfig, export_dir: str | Path, out_dir: str | Pat
     set_dir = Path(str(fe.set))
     if not set_dir.exists():
         ms = fe.make_set
+        if not ms.get("src"):
+            raise ValueError("final_evaluation.make_set.src is not set: pass a folder of photos the refiner was "
+                             "not trained on, e.g. final_evaluation.make_set.src=/data/photos_heldout")
         src = demo_photos(ms.src) if ms.get("demo_photos") else Path(str(ms.src))
         autoencoder = ms.get("autoencoder")
         if autoencoder and not Path(str(autoencoder)).exists():

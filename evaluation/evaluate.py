@@ -246,10 +246,12 @@ def run(cfg) -> dict:
         sample = records[i].decode()
         g, m, o = (sample[k][None] for k in ("x_gen", "mask", "x_gt"))
         outs = [methods[name](g, m, o, 10_000 + i).float().cpu()[0] for name in names]
-        rows.append([g[0], *outs, o[0]])
+        lead = [] if "input" in names else [g[0]]  # the input column is x_gen itself
+        rows.append([*lead, *outs, o[0]])
         titles.append(f"{records[i].key} [{', '.join(families_of(records[i]))}]")
     if rows:
-        contact_sheet(rows, ["x_gen", *names, "x_gt"], titles).save(out_dir / "contact_sheet.png")
+        labels = ([] if "input" in names else ["x_gen"]) + [*names, "x_gt"]
+        contact_sheet(rows, labels, titles).save(out_dir / "contact_sheet.png")
     if cfg.get("logger") == "wandb":
         _log_wandb(cfg, results, out_dir)
     print(markdown(results))

@@ -29,9 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 class BenchmarkCurve(L.Callback):
     """Scores the EMA refiner on an evaluation set at given training steps; stops after the last."""
 
-    def __init__(self, records, at_steps: list[int], name: str, out: str | None = None, batch_size: int = 8):
+    def __init__(self, records=None, at_steps: list[int] = (0,), name: str = "run", out: str | None = None,
+                 batch_size: int = 8, set: str | None = None, limit: int | None = None, stop: bool = True):
+        if records is None:  # added to any training run from the command line:
+            # +callbacks.benchmark_curve._target_=evaluation.learnability.BenchmarkCurve +callbacks.benchmark_curve.set=SET
+            from evaluation.sets import load_set
+
+            records = load_set(str(set), limit)
+        self.stop = stop
         self.records = records
-        self.at = sorted(set(int(s) for s in at_steps))
+        self.at = sorted({int(s) for s in at_steps})
         self.name = name
         self.out = Path(out) if out else None
         self.batch_size = batch_size
@@ -67,7 +74,7 @@ class BenchmarkCurve(L.Callback):
         step = int(pl_module.step_count)
         if step in self.at and step > 0:
             self._measure(pl_module, step)
-        if step >= self.at[-1]:
+        if self.stop and step >= self.at[-1]:
             trainer.should_stop = True
 
 

@@ -149,3 +149,17 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     assert [r["step"] for r in rows] == [0, 2, 4]
     assert rows[0]["overall"] == 1.0  # the zero-initialised refiner is the identity
     assert "| variant | step | overall |" in proc.stdout and "| tiny | 4 |" in proc.stdout
+
+
+def test_jpeg_backends_agree_in_distribution(photo):
+    from pixperfect.metrics import psnr
+
+    out = {}
+    for backend in ("opencv", "albumentations"):
+        op = TextureMismatch(p=1, smooth_p=0, jpeg_p=1, jpeg_quality=(40, 40), noise_p=0, vae_p=0, jpeg_backend=backend)
+        scene, _, _, applied = op(photo, photo, torch.ones(1, *photo.shape[-2:]), torch.Generator().manual_seed(0))
+        assert applied == ["jpeg"]
+        out[backend] = float(psnr(scene[None], photo[None]))
+    assert out["opencv"] == pytest.approx(out["albumentations"], abs=0.3)
+    with pytest.raises(ValueError, match="jpeg_backend"):
+        TextureMismatch(jpeg_backend="pil")

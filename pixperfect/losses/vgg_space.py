@@ -1,5 +1,5 @@
 """VGG feature space (ablation, Table 4): a high-dimensional 'discriminative space' made of the
-activations of a pretrained VGG-16. Only L1 makes sense there (LPIPS and the discriminator
+activations of a pretrained VGG-16 (timm ``features_only``). Only L1 makes sense there (LPIPS and the discriminator
 take images), so its experiment sets the other weights to 0."""
 
 from __future__ import annotations
@@ -7,51 +7,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pixperfect.losses.perceptual import backbone_available
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class VGGFeatureMap:
-    def __init__(self, features: nn.Module, layers: list[int]):
+    def __init__(self, features: nn.Module):
         self.features = features
-        self.layers = layers
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         mean = image.new_tensor(IMAGENET_MEAN)[None, :, None, None]
         std = image.new_tensor(IMAGENET_STD)[None, :, None, None]
-        x = (image - mean) / std
-        outs = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.layers:
-                outs.append(x.flatten(1) / x[0].numel() ** 0.5)
-            if i >= self.layers[-1]:
-                break
-        return torch.cat(outs, dim=1)
+        outs = self.features((image - mean) / std)  # timm features_only: one map per requested layer
+        return torch.cat([x.flatten(1) / x[0].numel() ** 0.5 for x in outs], dim=1)
 
     def to_valid_range(self, image: torch.Tensor) -> torch.Tensor:
         raise TypeError("the VGG feature space holds features, not images: set lpips_weight=0 and adv_weight=0")
 
 
 class VGGFeatureSpace(nn.Module):
-    """Frozen VGG-16 ``features`` up to the given ReLU indices (default relu1_2 … relu4_3)."""
+    """Frozen VGG-16 activations after the given ``features`` ReLU indices (default relu1_2 …
+    relu4_3), from timm's ``features_only`` VGG-16 (torchvision's ImageNet weights, ``vgg16.tv_in1k``).
 
-    def __init__(self, layers=(3, 8, 15, 22), allow_missing_weights: bool = False, model: nn.Module | None = None):
+    Args:
+        layers: indices into VGG-16's ``features`` Sequential; each must be one timm exposes
+            (3, 8, 15, 22, 29: the ReLU before each max-pool).
+        allow_missing_weights: no cached weights → drop the space with a loud warning instead of failing.
+        model: an already built timm ``features_only`` module (tests pass a randomly initialised one).
+        pretrained: True = cached weights (HF hub cache or torchvision's), a path = that file, False = random.
+    """
+
+    def __init__(self, layers=(3, 8, 15, 22), allow_missing_weights: bool = False, model: nn.Module | None = None,
+                 pretrained: bool | str = True):
         super().__init__()
         self.layers = sorted(layers)
-        self.features = model if model is not None else self._load(allow_missing_weights)
+        self.features = model if model is not None else vgg16_features(self.layers, pretrained, allow_missing_weights)
         if self.features is not None:
             self.features.eval().requires_grad_(False)
-
-    @staticmethod
-    def _load(allow_missing_weights: bool) -> nn.Module | None:
-        import torchvision
-
-        if not backbone_available("vgg", "the VGG feature space", allow_missing_weights):
-            return None
-        return torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1).features
 
     @property
     def available(self) -> bool:
@@ -64,4 +57,19 @@ class VGGFeatureSpace(nn.Module):
         return self
 
     def fit(self, x_pred, x_gt, mask, generator=None) -> VGGFeatureMap:
-        return VGGFeatureMap(self.features, self.layers)
+        return VGGFeatureMap(self.features)
+
+
+VGG16_FEATURE_LAYERS = (3, 8, 15, 22, 29)  # timm's feature_info for vgg16: features.3 … features.29
+
+
+def vgg16_features(layers, pretrained: bool | str = True, allow_missing_weights: bool = False) -> nn.Module | None:
+    """timm ``vgg16`` with ``features_only=True`` returning the activations after ``layers``."""
+    from pixperfect.models.timm_backbone import create_backbone
+
+    unknown = sorted(set(layers) - set(VGG16_FEATURE_LAYERS))
+    if unknown:
+        raise ValueError(f"VGG feature layers must be among {list(VGG16_FEATURE_LAYERS)}; got {unknown}")
+    out_indices = tuple(VGG16_FEATURE_LAYERS.index(i) for i in sorted(layers))
+    return create_backbone("vgg16.tv_in1k", "the VGG feature space", pretrained, allow_missing_weights,
+                           features_only=True, out_indices=out_indices)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
@@ -15,11 +16,21 @@ def comparison_grid(columns: list[torch.Tensor], max_rows: int = 4) -> torch.Ten
     return make_grid(tiles, nrow=len(cols), padding=2, pad_value=1.0)
 
 
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """3×H×W float in [0, 1] → H×W×3 uint8, rounded exactly like ``torchvision.utils.save_image``.
+
+    ``wandb.Image`` casts float arrays with ``astype(uint8)`` without scaling (wandb 0.31), which
+    turns a [0, 1] image black, so W&B gets uint8 pixels.
+    """
+    x = image.detach().float().cpu().clamp(0, 1)
+    return x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def log_grid(trainer, key: str, grid: torch.Tensor, step: int, caption: str = "") -> None:
     """Send to every W&B logger; for other loggers save ``<log_dir>/images/<key>_<step>.png``."""
     for logger in trainer.loggers:
         if hasattr(logger, "log_image"):  # WandbLogger
-            logger.log_image(key=key, images=[grid], step=step, caption=[caption] if caption else None)
+            logger.log_image(key=key, images=[to_uint8_hwc(grid)], step=step, caption=[caption] if caption else None)
         elif logger.log_dir is not None and trainer.is_global_zero:
             out = Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_{step:07d}.png"
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,371 @@
+"""Every command in README.md's ```bash blocks runs as written.
+
+The commands are read from the README (nothing is copied here). Each is tokenised as the shell
+would (``shlex``), matched by exactly one rule below, rewritten by that rule, and run from the
+repository root. What a rule may change, and nothing else:
+
+- ``PATHS``: the README's placeholder paths (``/data/...``, ``PHOTOS``, ``edit.png``, ...) become
+  tiny test data (CBSD68 shards and photos, a 1-step checkpoint, a random-weight SD pipeline) and
+  relative outputs go to a temporary folder;
+- a Hydra command that needs a GPU, a cluster or a hub model is composed like ``--cfg job`` would
+  (in process: the same override grammar and config tree, no interpreter start-up); a multirun
+  of that kind is composed once per job of its sweep (``--cfg`` and ``-m`` exclude each other);
+- a Hydra multirun gets small-and-fast overrides appended (``TINY_MULTIRUN``: ``debug=fast``, a
+  tiny model, TAEF2 as the device autoencoder) and runs for real;
+- ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
+- PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
+- benchmarks run for real.
+
+Fast by default: the make dry runs, make_shards, the ``--cfg job`` compositions. Slow-marked (they
+train, load pipelines or benchmark; ~5 min together on 2 cores): the Table-4 multirun, preview,
+export/refine, the PILOT CLI and the benchmarks (``pytest -m slow tests/test_readme_commands.py``).
+
+A command that no rule handles fails ``test_every_readme_command_has_a_rule`` with its text: add a
+rule here (or make the command runnable) when you add one to the README.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import CBSD68, ROOT
+
+README = ROOT / "README.md"
+TAEF2 = ROOT.parent / "shared" / "weights" / "taef2"
+TINY = ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.val_images=2",
+                 "data.val_per_image=1", "data.shuffle_buffer=4", "data.pin_memory=false", "trainer=cpu",
+                 "simulation.texture.p=1", "simulation.texture.vae_p=1",  # every sample takes the TAEF2 round trip
+                 f"device_simulation.autoencoder={TAEF2}"]
+TINY_MULTIRUN = ["debug=fast", *TINY]
+
+
+@dataclass
+class Command:
+    text: str        # as in the README (continuations joined)
+    heading: str     # the section it is in
+    block: int       # index of its ```bash block
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.text, comments=True)
+
+    def __str__(self) -> str:
+        return f"[{self.heading}] {self.text}"
+
+
+def readme_commands(text: str | None = None) -> list[Command]:
+    text = README.read_text() if text is None else text
+    commands, heading, block, in_block, pending = [], "", -1, False, ""
+    for line in text.splitlines():
+        if not in_block and line.startswith("#"):
+            heading = line.lstrip("# ").strip()
+        if line.strip().startswith("```"):
+            if in_block:
+                in_block = False
+            elif line.strip() == "```bash":
+                in_block, block = True, block + 1
+            continue
+        if in_block:
+            pending += line.rstrip()
+            if pending.endswith("\\"):
+                pending = pending[:-1] + " "
+                continue
+            if shlex.split(pending, comments=True):
+                commands.append(Command(" ".join(pending.split()), heading, block))
+            pending = ""
+    return commands
+
+
+# ------------------------------------------------------------------ tiny stand-ins
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, cbsd68_photos):
+    """Everything the README's placeholders stand for, made small; returns a substitution table."""
+    from data.make_shards import make_shards
+
+    tmp = tmp_path_factory.mktemp("readme")
+    (tmp / "out").mkdir()  # stands for the repo folders the README writes into (docs/ …)
+    photos, photos_val = tmp / "photos", tmp / "photos_val"
+    for folder, chosen in ((photos, cbsd68_photos[20:24]), (photos_val, cbsd68_photos[24:26])):
+        folder.mkdir()
+        for p in chosen:
+            (folder / p.name).symlink_to(p)
+    train_shards, val_shards = tmp / "fixture_shards" / "train", tmp / "fixture_shards" / "val"
+    make_shards(photos, train_shards, maxcount=2, quiet=True)
+    make_shards(photos_val, val_shards, maxcount=2, quiet=True)
+    return {"tmp": tmp, "photos": photos, "photos_val": photos_val,
+            "train_pattern": str(train_shards / "shard-{000000..000001}.tar"),
+            "val_shard": str(val_shards / "shard-000000.tar")}
+
+
+PATHS = [  # (regex on one token, replacement: a function of the env table)
+    (r"/data/shards/train/shard-\{\d+\.\.\d+\}\.tar", lambda e: e["train_pattern"]),
+    (r"/data/shards/val/shard-\d+\.tar", lambda e: e["val_shard"]),
+    (r"^/data/photos_val$", lambda e: str(e["photos_val"])),
+    (r"^/data/photos$", lambda e: str(e["photos"])),
+    (r"^/data/shards/(train|val)$", lambda e: str(e["tmp"] / "made_shards" / "{0}")),
+    (r"^\.\./shared/weights/taef2$", lambda e: str(TAEF2)),
+    (r"^input\.folder=PHOTOS$", lambda e: f"input.folder={e['photos']}"),
+    (r"^output\.dir=OUT$", lambda e: f"output.dir={e['tmp'] / 'generated'}"),
+    (r"val-\{000000\.\.000003\}\.tar", lambda e: e["train_pattern"]),
+    (r"^logs/train/runs/<run>/checkpoints/last\.ckpt$", lambda e: str(e["ckpt"])),
+    (r"^outputs/my_refiner$", lambda e: str(e["tmp"] / "my_refiner")),
+    (r"^(edit|in)\.png$", lambda e: str(e["image"])),
+    (r"^mask\.png$", lambda e: str(e["mask"])),
+    (r"^(edits|masks)/$", lambda e: str(e["tmp"] / "{0}")),  # folders of edits and of masks with the same names
+    (r"^refined/$", lambda e: str(e["tmp"] / "out" / "refined")),
+    (r"^docs/(\w+\.png)$", lambda e: str(e["tmp"] / "out" / "{0}")),  # never overwrite the README's figures
+    (r"^((grid|refined|out)\.png)$", lambda e: str(e["tmp"] / "out" / "{0}")),
+    (r"^DIR_OR_HUB_ID$", lambda e: str(e["sd"])),
+    (r"^input\.folder=COCO_IMAGES$", lambda e: f"input.folder={e['photos']}"),
+    (r"^\.\./shared/data/cbsd68$", lambda e: str(e["photos"])),
+    (r"^eval_sets/\w+$", lambda e: str(e["tmp"] / "eval_sets" / "tiny")),     # make_set's output
+    (r"^set=eval_sets/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),  # any set: the tiny one
+    (r"(?<=: )outputs/[\w/]+", lambda e: str(e["tmp"] / "my_refiner")),  # refiners={name: outputs/…}
+    (r"^out_dir=outputs/eval/(\w+)$", lambda e: f"out_dir={e['tmp'] / 'eval_out' / '{0}'}"),
+    (r"^input\.masks=COCO_MASKS$", lambda e: f"input.masks={e['tmp'] / 'coco_masks'}"),
+]
+
+
+def substitute(argv: list[str], env: dict) -> list[str]:
+    """Apply every ``PATHS`` rule to every occurrence in every token (``{0}``: the rule's group 1)."""
+    def replace(repl):
+        def one(m: re.Match) -> str:
+            value = repl(env)
+            return value.replace("{0}", m.group(1)) if "{0}" in value else value
+        return one
+
+    out = []
+    for token in argv:
+        for pattern, repl in PATHS:
+            token = re.sub(pattern, replace(repl), token)
+        out.append(token)
+    return out
+
+
+def python(argv: list[str]) -> list[str]:
+    return [sys.executable, *argv[1:]] if argv[0] in ("python", "python3") else argv
+
+
+def is_hydra_multirun(argv):
+    return argv[:2] == ["python", "train.py"] and ("-m" in argv or "--multirun" in argv)
+
+
+def is_train(argv):
+    return argv[:2] == ["python", "train.py"]
+
+
+def is_module(name):
+    return lambda argv: argv[:3] == ["python", "-m", name]
+
+
+# (name, matches(argv), marks); the runners below implement each name
+RULES = [
+    ("make_dry_run", lambda a: a[0] == "make", ()),
+    ("make_shards", is_module("data.make_shards"), ()),
+    ("train_multirun", is_hydra_multirun, (pytest.mark.slow,)),  # Table 4: six rows, ~1-2 min on 2 cores
+    ("train_cfg_job", lambda a: is_train(a) and not is_hydra_multirun(a), ()),  # GPU/cluster/hub: composed only
+    ("preview", is_module("simulation.preview"), (pytest.mark.slow,)),  # ~10 s each
+    ("export", is_module("pixperfect.export"), (pytest.mark.slow,)),    # needs a trained checkpoint: ~20 s
+    ("refine", is_module("pixperfect.refine"), (pytest.mark.slow,)),
+    ("pilot_cli", is_module("pixperfect.pilot"), (pytest.mark.slow,)),  # loads a pipeline: ~50 s
+    ("generate_cfg_job", is_module("evaluation.generate"), ()),
+    ("make_set", is_module("evaluation.make_set"), (pytest.mark.slow,)),
+    ("calibrate", is_module("evaluation.calibrate"), (pytest.mark.slow,)),
+    ("evaluate", is_module("evaluation.evaluate"), (pytest.mark.slow,)),  # needs the set and a refiner
+    ("bench", is_module("evaluation.bench"), (pytest.mark.slow,)),
+]
+
+
+def rule_for(command: Command) -> str | None:
+    names = [name for name, matches, _ in RULES if matches(command.argv)]
+    assert len(names) <= 1, f"README command {command} matches several rules: {names}"
+    return names[0] if names else None
+
+
+COMMANDS = readme_commands()
+
+
+def test_readme_has_commands_and_the_parser_joins_continuations():
+    assert len(COMMANDS) >= 10
+    sample = readme_commands("# S\n```bash\npython a.py x \\\n    'y z'  # note\n```\n```python\nnot_this()\n```\n")
+    assert [(c.text, c.heading, c.argv) for c in sample] == [("python a.py x 'y z' # note", "S", ["python", "a.py", "x", "y z"])]
+
+
+def test_every_readme_command_has_a_rule():
+    missing = [str(c) for c in COMMANDS if rule_for(c) is None]
+    assert not missing, ("README commands that tests/test_readme_commands.py has no rule for (add a rule, or make "
+                         "the command runnable as written):\n" + "\n".join(missing))
+
+
+def run(argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "PYTHONPATH": str(ROOT)}
+    return subprocess.run(python(argv), cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def full_env(env, tmp_path_factory):
+    """Adds a 1-step checkpoint, an edit image + mask and a random-weight SD pipeline folder."""
+    import numpy as np
+    from PIL import Image
+
+    tmp = env["tmp"]
+    Image.open(next(iter(sorted(env["photos"].iterdir())))).convert("RGB").crop((0, 0, 64, 48)).save(tmp / "edit.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:50] = 255
+    Image.fromarray(mask).save(tmp / "mask.png")
+    for folder, src in (("edits", "edit.png"), ("masks", "mask.png")):
+        (tmp / folder).mkdir(exist_ok=True)
+        (tmp / folder / "edit.png").write_bytes((tmp / src).read_bytes())
+    env = {**env, "image": tmp / "edit.png", "mask": tmp / "mask.png"}
+    run_dir = tmp / "train_run"
+    proc = run(["python", "train.py", "data=shards", f"data.train_shards='{env['train_pattern']}'",
+                f"data.val_shards={env['val_shard']}", *TINY[:8], "device_simulation=null", "data.num_workers=0",
+                "loss.lpips.allow_missing_weights=true", "+trainer.max_steps=1", "+trainer.limit_val_batches=1",
+                "evaluate=false", "logger=csv", "callbacks.simulation_preview.n=0", f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    env["ckpt"] = run_dir / "checkpoints" / "last.ckpt"
+    return env
+
+
+@pytest.fixture(scope="module")
+def sd_env(full_env):
+    from pixperfect.pilot import PilotPipeline
+    from tiny_diffusers import tiny_sd_components
+
+    folder = full_env["tmp"] / "sd"
+    PilotPipeline(**tiny_sd_components(folder / "parts")).save_pretrained(folder / "model")
+    return {**full_env, "sd": folder / "model"}
+
+
+def hydra_jobs(overrides: list[str]) -> list[list[str]]:
+    """The override lists of the jobs a Hydra (multi)run launches: ``-m`` dropped, comma sweeps
+    (``key=a,b``; not quoted values or lists) expanded to their cartesian product."""
+    choices = []
+    for arg in overrides:
+        if arg in ("-m", "--multirun"):
+            continue
+        key, _, value = arg.partition("=")
+        sweep = "," in value and not value.startswith(("[", "'", '"', "{")) and "(" not in value
+        choices.append([f"{key}={v}" for v in value.split(",")] if sweep else [arg])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def compose_job(config_name: str, overrides: list[str]) -> str:
+    """What ``--cfg job`` prints, in process (the same Hydra override grammar and config tree)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return OmegaConf.to_yaml(compose(config_name=config_name, overrides=overrides))
+
+
+def ensure_made(env: dict, rule: str, command: Command) -> None:
+    """Run the README's first command of ``rule`` (e.g. the make_set or export an evaluate reads) unless its output exists."""
+    source = next(c for c in COMMANDS if rule_for(c) == rule)
+    argv = substitute(source.argv, env)
+    if not Path(argv[4]).exists():
+        check(run(argv), source)
+
+
+def check(proc: subprocess.CompletedProcess, command: Command) -> None:
+    assert proc.returncode == 0, f"README command failed: {command}\n{proc.stderr[-3000:]}"
+
+
+def params():
+    out = []
+    for c in COMMANDS:
+        rule = rule_for(c)
+        marks = next((m for name, _, m in RULES if name == rule), ())
+        out.append(pytest.param(c, rule, marks=marks, id=f"{c.block}:{c.text[:60]}"))
+    return out
+
+
+@pytest.mark.parametrize("command,rule", params())
+def test_readme_command_runs(command, rule, request):
+    if rule is None:
+        pytest.fail(f"no rule for README command {command} (see test_every_readme_command_has_a_rule)")
+    fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
+               "evaluate": "full_env", "make_set": "full_env"}.get(rule, "env")
+    env = request.getfixturevalue(fixture)
+    argv = substitute(command.argv, env)
+
+    if rule == "make_dry_run":
+        proc = run(["make", "-n", *argv[1:]], timeout=60)
+        check(proc, command)
+        assert proc.stdout.strip()
+    elif rule == "make_shards":  # in process: same argv, no interpreter start-up
+        from data.make_shards import main as make_shards_main
+
+        assert make_shards_main(argv[3:]) == 0, f"README command failed: {command}"
+        out = Path(argv[4])
+        assert sorted(out.glob("shard-*.tar")), f"{command} wrote no shards to {out}"
+    elif rule == "train_cfg_job":  # `python train.py ARGS --cfg job`, composed in process (per job of a sweep)
+        for job in hydra_jobs(argv[2:]):
+            printed = compose_job("train", job)
+            if any(t.startswith("data.train_shards=") for t in job):  # the README's overrides arrived
+                assert env["train_pattern"] in printed, command
+    elif rule == "train_multirun":
+        root = env["tmp"] / f"multirun_{command.block}"  # paths.root_dir: logs/ and outputs/ land here
+        proc = run([*argv, *TINY_MULTIRUN, f"paths.root_dir={root}", f"paths.log_dir={root / 'logs'}"], timeout=600)
+        check(proc, command)
+        jobs_expected = len(hydra_jobs([t for t in argv[2:]]))
+        (sweep,) = (root / "logs" / "train" / "multiruns").iterdir()
+        jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+        assert len(jobs) == jobs_expected and (sweep / "multirun.yaml").is_file()
+        exports = re.findall(r"exported EMA refiner to (\S+)", proc.stdout)
+        assert len(set(exports)) == jobs_expected  # every job ran to its own export
+        assert all((Path(e) / "model.safetensors").is_file() for e in exports)
+    elif rule == "preview":
+        if "--out" not in argv:
+            argv += ["--out", str(env["tmp"] / "out" / f"preview_{command.block}.png")]
+        check(run([*argv, "--resolution", "64"] if "--resolution" not in argv else argv), command)
+        assert Path(argv[argv.index("--out") + 1]).stat().st_size > 0
+    elif rule == "export":
+        check(run(argv), command)
+        assert (Path(argv[4]) / "model.safetensors").is_file()
+    elif rule == "refine":
+        if not (env["tmp"] / "my_refiner" / "model.safetensors").is_file():  # the export command before it
+            check(run(["python", "-m", "pixperfect.export", str(env["ckpt"]), str(env["tmp"] / "my_refiner")]), command)
+        check(run(argv), command)
+        out = Path(argv[argv.index("--out") + 1])
+        assert out.is_file() or sorted(out.glob("*.png")), command
+    elif rule == "pilot_cli":
+        text = re.sub(r"\[[^\]]*\]", " ", command.text)  # drop the [optional] synopsis groups
+        argv = substitute(shlex.split(text, comments=True), env)
+        argv += ["--steps", "4", "--op-interval", "2", "--gradient-steps", "2"]
+        check(run(argv), command)
+        assert Path(argv[argv.index("--out") + 1]).is_file()
+    elif rule == "generate_cfg_job":  # `python -m evaluation.generate pilot ARGS --cfg job`, in process, per job
+        assert argv[3] == "pilot", command
+        for job in hydra_jobs(argv[4:]):
+            printed = compose_job("generate", job)
+            assert "input:" in printed
+    elif rule == "calibrate":
+        check(run(argv), command)
+        if "--png" in argv:
+            assert Path(argv[argv.index("--png") + 1]).stat().st_size > 0
+    elif rule == "make_set":
+        check(run(argv), command)
+        assert sorted(Path(argv[4]).glob("*.tar")), command
+    elif rule == "evaluate":  # the set from README's make_set command, the refiner from its export command
+        ensure_made(env, "make_set", command)
+        ensure_made(env, "export", command)
+        check(run(argv, timeout=900), command)  # six refiners × pool 8 on 2 cores
+        out_dir = Path(next(t for t in argv if t.startswith("out_dir=")).split("=", 1)[1])
+        assert (out_dir / "results.json").is_file()
+    elif rule == "bench":
+        check(run(argv, timeout=600), command)
+    else:  # pragma: no cover - a rule without a runner
+        pytest.fail(f"rule {rule} has no runner")
