@@ -1,6 +1,6 @@
 """Benchmarks that print JSON lines. Compare ratios within one run; absolute times only from a GPU.
 
-    python -m evaluation.bench refiner   # cmgan forward @512² b1, cmgan_small train step @256² b8
+    python -m evaluation.bench refiner   # cmgan @512² b1: plain vs channels_last/bf16/fp16/compile, pool=8, FLOP bound; cmgan_small train step
     python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; pooling N=8 batched vs sequential
     python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
     python -m evaluation.bench pilot     # PILOT vs optimisation off: time and peak-memory ratio (bench_pilot.py)
@@ -49,31 +49,110 @@ def emit(**record) -> None:
     print(json.dumps(record), flush=True)
 
 
-def bench_refiner(device: torch.device, repeats: int) -> None:
+def flop_rate(device: torch.device, repeats: int = 3) -> dict[str, float]:
+    """Measured FLOP/s of a large fp32 matmul and a large 3×3 convolution: the machine's roofline."""
+    a = torch.rand(2048, 2048, device=device)
+    b = torch.rand(2048, 2048, device=device)
+    ms = timed(lambda: a @ b, device, repeats)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(device).eval()
+    x = torch.rand(1, 256, 128, 128, device=device)
+    with torch.no_grad():
+        ms_conv = timed(lambda: conv(x), device, repeats)
+    conv_flops = 2 * 256 * 256 * 9 * 128 * 128
+    return {"matmul_gflops": 2 * 2048**3 / ms / 1e6, "conv3x3_gflops": conv_flops / ms_conv / 1e6}
+
+
+def count_flops(model, resolution: int, device: torch.device) -> int:
+    """FLOPs of one forward at ``resolution``² (torch.utils.flop_counter; 2 per multiply-add).
+
+    Counted at resolution/4 and scaled by 16: every counted op but the tiny global MLP is a
+    convolution, linear in the number of pixels (64² → 128² gives 3.994×), and a forward at full
+    size would cost as much as the benchmark itself on a CPU.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    r = resolution // 4
+    x = torch.rand(1, 3, r, r, device=device)
+    m = torch.zeros(1, 1, r, r, device=device)
+    m[..., r // 4: 3 * r // 4, r // 4: 3 * r // 4] = 1
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, m)
+    return counter.get_total_flops() * 16
+
+
+def bench_refiner(device: torch.device, repeats: int, compile: bool = True, resolution: int = 512,
+                  pool: int | None = None, only: list[str] | None = None) -> None:
+    """cmgan at 512², batch 1, through ``Refiner``: the plain fp32 forward and each speed option as a
+    ratio of it (one run, same inputs); pooling (``pool``, default 8 on CUDA, skipped on CPU); FLOPs
+    against the FLOP rate measured right before and after the plain forward (the FLOP-bound time);
+    then a cmgan_small training step."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
+    from pixperfect import Refiner
     from pixperfect.losses import L1Loss, NonSaturatingAdversarialLoss, RefinerLoss, SpaceLoss
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         big = compose(config_name="train", overrides=["model=cmgan"]).model
         small = compose(config_name="train", overrides=["model=cmgan_small"]).model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    pool = (8 if device.type == "cuda" else 0) if pool is None else pool
 
-    refiner = instantiate(big.refiner).to(device).eval()
-    x = torch.rand(1, 3, 512, 512, device=device)
-    m = torch.zeros(1, 1, 512, 512, device=device)
-    m[..., 128:384, 128:384] = 1
+    torch.manual_seed(0)
+    model = instantiate(big.refiner).to(device).eval()
+    x = torch.rand(1, 3, resolution, resolution, device=device)
+    m = torch.zeros(1, 1, resolution, resolution, device=device)
+    m[..., resolution // 4: 3 * resolution // 4, resolution // 4: 3 * resolution // 4] = 1
+    params_m = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    flops = count_flops(model, resolution, device)
+    dev = device_name(device)
 
-    @torch.no_grad()
-    def forward():
-        with autocast:
-            refiner(x, m)
-
-    emit(bench="refiner_forward", model="cmgan", resolution=512, batch=1,
-         params_M=round(sum(p.numel() for p in refiner.parameters()) / 1e6, 2),
-         ms=round(timed(forward, device, repeats), 2), precision="bf16" if device.type == "cuda" else "fp32",
-         device=device_name(device))
+    variants = {"plain": {}, "channels_last": {"channels_last": True}, "bf16": {"autocast": "bf16"},
+                "fp16": {"autocast": "fp16"}, "channels_last+bf16": {"channels_last": True, "autocast": "bf16"},
+                "compile": {"compile": True},
+                "compile+channels_last+bf16": {"compile": True, "channels_last": True, "autocast": "bf16"}}
+    if only:
+        unknown = set(only) - set(variants)
+        if unknown:
+            raise SystemExit(f"error: --variants {sorted(unknown)} unknown; choose from {sorted(variants)}")
+    elif device.type != "cuda":  # CPU: autocast is emulated (30–55× slower) and inductor compiles for minutes
+        only = ["channels_last"]
+    if not compile:
+        only = [k for k in (only or variants) if "compile" not in k]
+    if only is not None:
+        variants = {k: v for k, v in variants.items() if k == "plain" or k in only}  # plain: the reference
+    times, rates = {}, [flop_rate(device)]
+    for name, options in variants.items():
+        model.to(memory_format=torch.contiguous_format)
+        refiner = Refiner(model, **options)
+        fn = lambda: refiner.forward(x, m)  # noqa: E731 — the network with the option, no pre/post-processing
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fn()  # warm-up (and compilation)
+        first = (time.perf_counter() - t0) * 1000
+        with torch.no_grad():
+            times[name] = timed(fn, device, repeats, warmup=0)
+        if name == "plain":
+            rates.append(flop_rate(device))  # the roofline under the same load as the plain forward
+        emit(bench="refiner_forward", model="cmgan", resolution=resolution, batch=1, variant=name,
+             ms=round(times[name], 2), ratio_vs_plain=round(times[name] / times["plain"], 3),
+             first_call_ms=round(first, 1), params_M=params_m, device=dev)
+    model.to(memory_format=torch.contiguous_format)
+    best = min(times, key=times.get)
+    rate = {k: max(r[k] for r in rates) for k in rates[0]}
+    roof = max(rate.values())
+    bound_ms = flops / (roof * 1e9) * 1000
+    emit(bench="refiner_flops", model="cmgan", resolution=resolution, gflops=round(flops / 1e9, 2),
+         matmul_gflops_per_s=round(rate["matmul_gflops"], 1), conv_gflops_per_s=round(rate["conv3x3_gflops"], 1),
+         flop_bound_ms=round(bound_ms, 2), plain_vs_bound=round(times["plain"] / bound_ms, 3),
+         best_variant=best, best_vs_bound=round(times[best] / bound_ms, 3), device=dev)
+    if pool > 0:
+        refiner = Refiner(model, **variants[best])
+        gen = torch.Generator(device=device)
+        with torch.no_grad():
+            ms_pool = timed(lambda: refiner(x, m, pool=pool, generator=gen.manual_seed(0)), device, repeats)
+        emit(bench="refiner_pool", model="cmgan", resolution=resolution, pool=pool, variant=best,
+             ms=round(ms_pool, 2), speedup_vs_paper_2_7s=round(2700 / ms_pool, 2), device=dev)
 
     g = instantiate(small.refiner).to(device)
     d = instantiate(small.discriminator).to(device)
@@ -269,8 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot"], help="which benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="refiner: skip the torch.compile variants (minutes to compile on CPU)")
+    parser.add_argument("--variants", default=None,
+                        help="refiner: comma list of speed variants to time besides plain (default: all on CUDA, channels_last on CPU)")
+    parser.add_argument("--pool", type=int, default=None, help="refiner: pooling variants to time (default 8 on CUDA, 0 = skip on CPU)")
     parser.add_argument("--batch", type=int, default=32, help="losses: batch size")
-    parser.add_argument("--resolution", type=int, default=512, help="losses: image side")
+    parser.add_argument("--resolution", type=int, default=512, help="losses, refiner: image side")
     parser.add_argument("--pool-resolution", type=int, default=256, help="pooling: image side")
     parser.add_argument("--size", default=None, choices=["tiny", "small", "sd15"],
                         help="pilot: random-weight model size (default sd15 on CUDA, small on CPU)")
@@ -288,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_pilot(device, args.repeats, size, args.steps, args.op_interval, args.gradient_steps, args.gamma,
                     args.gradient_checkpointing)
     elif args.what == "refiner":
-        bench_refiner(device, args.repeats)
+        bench_refiner(device, args.repeats, compile=not args.no_compile, resolution=args.resolution, pool=args.pool,
+                      only=args.variants.split(",") if args.variants else None)
     elif args.what == "simulation":
         bench_simulation(device, args.repeats, resolution=args.resolution)
     else:

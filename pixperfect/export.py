@@ -1,32 +1,56 @@
-"""Export the EMA refiner from a training checkpoint as ``config.json`` + ``model.safetensors``.
+"""Export the EMA refiner of a training checkpoint as a hub-style model folder.
 
-    python -m pixperfect.export CKPT OUT_DIR
+    python -m pixperfect.export CKPT OUT_DIR [--results evaluate.md|evaluate.json]
 
-Needs neither Lightning nor Hydra: the checkpoint carries the refiner's class and config.
+Writes ``config.json`` + ``model.safetensors`` (what ``Refiner.from_pretrained`` reads) and a
+``README.md`` model card: architecture and size, how it was trained (experiment, data, steps,
+simulation families — from the run's Hydra config beside the checkpoint), the validation table,
+the ``evaluate`` table when given, intended use and limits, and the licence. Needs neither
+Lightning nor Hydra: the checkpoint carries the refiner's class and config.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 EMA_PREFIX = "ema.module."
+LICENSE = "apache-2.0"  # the project's licence (pyproject.toml); the weights are released under it too
+SIMULATION_FAMILIES = ("color_shift", "texture", "content_band", "boundary", "global_drift", "clean")
 
 
-def refiner_from_checkpoint(ckpt_path: str | Path) -> nn.Module:
-    """Rebuild the refiner with the checkpoint's EMA weights."""
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def load_checkpoint(ckpt_path: str | Path) -> dict:
+    """The checkpoint dict; a clear ValueError/FileNotFoundError for anything that is not one."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt.get("pixperfect")
-    if meta is None or "state_dict" not in ckpt:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises RuntimeError, UnpicklingError, EOFError, … on non-checkpoints
+        raise ValueError(f"cannot read {path} as a PyTorch checkpoint ({_first_line(exc)}); "
+                         "expected a Lightning .ckpt of a PixPerfect run (is it truncated?)") from None
+    if not isinstance(ckpt, dict) or ckpt.get("pixperfect") is None or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a PixPerfect training checkpoint (no 'pixperfect' metadata)")
+    return ckpt
+
+
+def refiner_from_checkpoint(ckpt_path: str | Path, ckpt: dict | None = None) -> nn.Module:
+    """Rebuild the refiner with the checkpoint's EMA weights."""
+    path = Path(ckpt_path)
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
+    meta = ckpt["pixperfect"]
     module_name, _, cls_name = meta["refiner_class"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
     refiner = cls(**{k: v for k, v in meta["refiner_config"].items() if not k.startswith("_")})
@@ -37,23 +61,229 @@ def refiner_from_checkpoint(ckpt_path: str | Path) -> nn.Module:
     return refiner.eval()
 
 
-def export_refiner(refiner: nn.Module, out_dir: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (what ``Refiner.from_pretrained`` reads)."""
+# ------------------------------------------------------------------------------ model card
+def run_config(ckpt_path: str | Path) -> tuple[dict, dict]:
+    """(resolved-if-possible Hydra config, Hydra's group choices) of the run a checkpoint belongs to.
+
+    Hydra writes ``<run>/.hydra/{config,hydra}.yaml``; checkpoints live in ``<run>/checkpoints/``.
+    Empty dicts when the checkpoint was moved away from its run folder.
+    """
+    from omegaconf import OmegaConf
+
+    for run_dir in list(Path(ckpt_path).resolve().parents)[:3]:
+        hydra_dir = run_dir / ".hydra"
+        if (hydra_dir / "config.yaml").is_file():
+            cfg = OmegaConf.load(hydra_dir / "config.yaml")
+            try:
+                config = OmegaConf.to_container(cfg, resolve=True)
+            except Exception:  # hydra:/now: resolvers are not registered outside a Hydra run
+                config = OmegaConf.to_container(cfg, resolve=False)
+            choices = {}
+            if (hydra_dir / "hydra.yaml").is_file():
+                choices = OmegaConf.to_container(OmegaConf.load(hydra_dir / "hydra.yaml"), resolve=False)
+                choices = choices.get("hydra", {}).get("runtime", {}).get("choices", {}) or {}
+            return config, choices
+    return {}, {}
+
+
+def training_summary(config: Mapping | None = None, choices: Mapping | None = None, step: int | None = None,
+                     epoch: int | None = None) -> dict:
+    """The facts a model card states about training, from a (Hydra) run config."""
+    config = dict(config or {})
+    choices = dict(choices or {})
+    data = config.get("data") or {}
+    sim = config.get("simulation") or {}
+    trainer = config.get("trainer") or {}
+    families = []
+    for name in SIMULATION_FAMILIES:
+        fam = sim.get(name) if isinstance(sim, Mapping) else None
+        if isinstance(fam, Mapping):
+            families.append(f"{name} (p={fam['p']})" if "p" in fam else name)
+    summary = {
+        "experiment": choices.get("experiment") or config.get("task_name"),
+        "model config": choices.get("model"),
+        "loss": choices.get("loss"),
+        "data": choices.get("data"),
+        "train shards": data.get("train_shards") if isinstance(data, Mapping) else None,
+        "resolution": data.get("resolution") if isinstance(data, Mapping) else None,
+        "batch size": data.get("batch_size") if isinstance(data, Mapping) else None,
+        "simulation": choices.get("simulation"),
+        "simulation families": ", ".join(families) or None,
+        "training steps (batches)": step,
+        "epochs": epoch,
+        "max epochs": trainer.get("max_epochs") if isinstance(trainer, Mapping) else None,
+        "seed": config.get("seed"),
+    }
+    return {k: v for k, v in summary.items() if v not in (None, "", [])}
+
+
+def live_training_summary(cfg, step: int | None = None, epoch: int | None = None) -> dict:
+    """``training_summary`` inside a running Hydra job (the config object and Hydra's group choices)."""
+    from omegaconf import OmegaConf
+
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:
+        config = OmegaConf.to_container(cfg, resolve=False)
+    choices = {}
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            choices = dict(HydraConfig.get().runtime.choices)
+    except Exception:  # no Hydra run (tests compose configs directly)
+        pass
+    return training_summary(config, choices, step, epoch)
+
+
+def metrics_table(metrics: Mapping[str, float]) -> str:
+    """``val/<output>/<metric>`` numbers → a markdown table, one row per output (input, paste-back, refiner…)."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 3 and isinstance(value, (int, float)):
+            rows.setdefault(parts[1], {})[parts[2]] = float(value)
+    if not rows:
+        return ""
+    cols = sorted({c for r in rows.values() for c in r})
+    lines = ["| output | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, r in rows.items():
+        lines.append(f"| {name.replace('_', '-')} | " + " | ".join(f"{r[c]:.4f}" if c in r else "" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(results: Mapping | str | None) -> str:
+    """An ``evaluate`` result: markdown as it is, or a dict (rows → columns, or flat) as a table."""
+    if results is None:
+        return ""
+    if isinstance(results, str):
+        return results.strip()
+    if all(isinstance(v, Mapping) for v in results.values()):
+        cols = list(dict.fromkeys(c for r in results.values() for c in r))
+        lines = ["| | " + " | ".join(map(str, cols)) + " |", "|---|" + "---:|" * len(cols)]
+        for name, r in results.items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+        return "\n".join(lines)
+    return "\n".join(["| metric | value |", "|---|---:|", *(f"| {k} | {_fmt(v)} |" for k, v in results.items())])
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def model_card(refiner: nn.Module, training: Mapping | None = None, validation: Mapping | None = None,
+               evaluation: Mapping | str | None = None) -> str:
+    """The ``README.md`` of an exported refiner (Hugging Face model-card layout, YAML front matter)."""
+    n_params = sum(p.numel() for p in refiner.parameters())
+    config = {k: v for k, v in dict(getattr(refiner, "config", {})).items() if not k.startswith("_")}
+    lines = [
+        "---", f"license: {LICENSE}", "library_name: pixperfect", "pipeline_tag: image-to-image",
+        "tags:", "- image-refinement", "- inpainting", "- pixperfect", "---", "",
+        f"# PixPerfect refiner ({type(refiner).__name__}, {n_params / 1e6:.2f}M parameters)", "",
+        "Removes the low-level artifacts a latent-diffusion local edit leaves behind — colour shift, "
+        "texture mismatch, seams and discontinuities at the mask boundary — by refining the edited image "
+        "in pixel space, given the edit mask.", "",
+        "```python", "from pixperfect import Refiner", "refiner = Refiner.from_pretrained(\"THIS_FOLDER\")",
+        "refined = refiner(image, mask)  # PIL / numpy / torch; mask white = edited", "```", "",
+        "## Architecture", "",
+        f"`{type(refiner).__module__}.{type(refiner).__name__}`: {n_params:,} parameters. CM-GAN-style: "
+        "encoder, Fast-Fourier-Convolution bottleneck, global code, cascaded global/spatial modulation "
+        "decoder; fully convolutional (any H×W). Config (`config.json`):", "",
+        "| key | value |", "|---|---|", *(f"| {k} | `{json.dumps(v)}` |" for k, v in config.items()), "",
+    ]
+    lines += ["## Training", ""]
+    if training:
+        lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in training.items()), ""]
+    else:
+        lines += ["Not recorded (exported without its run's config).", ""]
+    table = metrics_table(validation or {})
+    lines += ["## Validation", "", table or "Not recorded.", ""]
+    if table:
+        lines[-2:-1] = ["Held-out validation of the training run (simulated artifacts; EMA weights):", "", table]
+    evaluated = results_markdown(evaluation)
+    if evaluated:
+        lines += ["## Evaluation (`python -m evaluation.evaluate`)", "", evaluated, ""]
+    lines += [
+        "## Intended use and limits", "",
+        "- Use: post-processing of local edits made with latent-diffusion inpainting (Stable Diffusion, "
+        "FLUX-Fill, PILOT, …): give it the edited image and the edit mask (white = edited).",
+        "- `region=\"edit\"` (default) leaves every pixel farther than the feathered band around the mask "
+        "unchanged; use `region=\"full\"` only for raw decoder outputs whose whole background drifted.",
+        "- It fixes low-level artifacts only: colours, texture statistics and seams. It does not fix semantics "
+        "(wrong objects, anatomy, text, lighting direction, perspective) and will not remove content.",
+        "- Trained on simulated artifacts; quality on a new LDM's artifacts should be checked with "
+        "`python -m evaluation.evaluate` before relying on it. Not for forensic or medical use.", "",
+        "## Licence", "",
+        f"Weights and code: {LICENSE} (the PixPerfect project's licence). The photos the model was trained on "
+        "keep their own licences.", "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | None = None,
+                   validation: Mapping | None = None, evaluation: Mapping | str | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` + the ``README.md`` model card."""
     out = Path(out_dir)
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot export to {out}: {parent} is a file, not a folder")
+            break
     out.mkdir(parents=True, exist_ok=True)
     refiner.save_pretrained(out)
+    _write_text_atomic(out / "README.md", model_card(refiner, training, validation, evaluation))
     return out
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, evaluation: Mapping | str | None = None) -> Path:
+    """A training checkpoint → an exported folder whose card is filled from the checkpoint and its run."""
+    ckpt = load_checkpoint(ckpt_path)
+    refiner = refiner_from_checkpoint(ckpt_path, ckpt)
+    config, choices = run_config(ckpt_path)
+    step = ckpt["state_dict"].get("step_count")  # training batches (Lightning's global_step counts G and D steps)
+    training = training_summary(config, choices, step=int(step) if step is not None else ckpt.get("global_step"),
+                                epoch=ckpt.get("epoch"))
+    validation = ckpt.get("pixperfect", {}).get("val_results") or {}
+    return export_refiner(refiner, out_dir, training, validation, evaluation)
+
+
+def read_results(path: str) -> Mapping | str:
+    """``--results``: a markdown (.md / .txt) table kept verbatim, or JSON (a dict) rendered as one."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--results {p} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--results {p} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"--results {p} must hold a JSON object (metric → value, or row → {{metric: value}})")
+        return data
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pixperfect.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of a PixPerfect run")
-    parser.add_argument("out_dir", help="folder to write config.json + model.safetensors to")
+    parser.add_argument("out_dir", help="folder to write config.json + model.safetensors + README.md to")
+    parser.add_argument("--results", help="an evaluate table for the model card (.md kept verbatim, or .json)")
     args = parser.parse_args(argv)
     try:
-        out = export_refiner(refiner_from_checkpoint(args.checkpoint), args.out_dir)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        results = read_results(args.results) if args.results else None
+        out = export_checkpoint(args.checkpoint, args.out_dir, results)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
         return 2
     print(f"exported EMA refiner to {out}")
     return 0

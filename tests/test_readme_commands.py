@@ -131,6 +131,7 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^set=eval_sets/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),  # any set: the tiny one
     (r"(?<=: )outputs/[\w/]+", lambda e: str(e["tmp"] / "my_refiner")),  # refiners={name: outputs/…}
     (r"^out_dir=outputs/eval/(\w+)$", lambda e: f"out_dir={e['tmp'] / 'eval_out' / '{0}'}"),
+    (r"^outputs/learn/([\w.]+)$", lambda e: str(e["tmp"] / "out" / "learn" / "{0}")),
     (r"^input\.masks=COCO_MASKS$", lambda e: f"input.masks={e['tmp'] / 'coco_masks'}"),
 ]
 
@@ -182,6 +183,7 @@ RULES = [
     ("calibrate", is_module("evaluation.calibrate"), (pytest.mark.slow,)),
     ("evaluate", is_module("evaluation.evaluate"), (pytest.mark.slow,)),  # needs the set and a refiner
     ("bench", is_module("evaluation.bench"), (pytest.mark.slow,)),
+    ("learnability", is_module("evaluation.learnability"), (pytest.mark.slow,)),  # trains: 2 tiny steps
 ]
 
 
@@ -297,7 +299,8 @@ def test_readme_command_runs(command, rule, request):
     if rule is None:
         pytest.fail(f"no rule for README command {command} (see test_every_readme_command_has_a_rule)")
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
-               "evaluate": "full_env", "make_set": "full_env"}.get(rule, "env")
+               "evaluate": "full_env", "make_set": "full_env",
+               "learnability": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -367,5 +370,13 @@ def test_readme_command_runs(command, rule, request):
         assert (out_dir / "results.json").is_file()
     elif rule == "bench":
         check(run(argv, timeout=600), command)
+    elif rule == "learnability":  # a 2-step curve of a tiny model; --plot draws what the commands before wrote
+        if "--plot" not in argv:
+            ensure_made(env, "make_set", command)
+            argv[argv.index("--at") + 1] = "0,2"
+            argv += ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.num_workers=0"]
+        check(run(argv, timeout=600), command)
+        written = argv[argv.index("--png") + 1] if "--plot" in argv else argv[argv.index("--out") + 1]
+        assert Path(written).stat().st_size > 0, command
     else:  # pragma: no cover - a rule without a runner
         pytest.fail(f"rule {rule} has no runner")

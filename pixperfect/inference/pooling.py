@@ -18,17 +18,31 @@ import torch.nn.functional as F
 METRICS = ("l1", "l2", "mean_color")
 
 
-def colour_variants(image: torch.Tensor, mask: torch.Tensor, n: int, generator: torch.Generator | None,
+def colour_variants(image: torch.Tensor, mask: torch.Tensor, n: int,
+                    generator: torch.Generator | Sequence[torch.Generator] | None,
                     brightness: float = 0.08, contrast: Sequence[float] = (0.9, 1.1),
                     saturation: Sequence[float] = (0.9, 1.1), hue: float = 0.02) -> torch.Tensor:
-    """B×3×H×W → (B·n)×3×H×W, sample-major (rows b·n … b·n+n−1 belong to image b); variant 0 = input."""
+    """B×3×H×W → (B·n)×3×H×W, sample-major (rows b·n … b·n+n−1 belong to image b); variant 0 = input.
+
+    ``generator``: one for the batch, or one per image (then an image's variants do not depend on
+    which batch it was in — what folder refinement needs to be resumable and reproducible).
+    """
     b = image.shape[0]
     x = image.repeat_interleave(n, dim=0)
     m = mask.repeat_interleave(n, dim=0).to(image.dtype)
     k = b * n
+    per_image = isinstance(generator, (list, tuple))
+    if per_image and len(generator) != b:
+        raise ValueError(f"got {len(generator)} generators for {b} images; give one per image or one in all")
+
+    def draw() -> torch.Tensor:
+        if per_image:
+            return torch.cat([torch.rand(n, generator=gi, device=gi.device, dtype=image.dtype).to(image.device)
+                              for gi in generator])
+        return torch.rand(k, generator=generator, device=image.device, dtype=image.dtype)
 
     def u(lo, hi):
-        return lo + (hi - lo) * torch.rand(k, generator=generator, device=image.device, dtype=image.dtype)
+        return lo + (hi - lo) * draw()
 
     jit = KE.adjust_brightness(x, u(-brightness, brightness))
     jit = KE.adjust_contrast(jit, u(*contrast))
@@ -63,8 +77,8 @@ def discrepancy(inputs: torch.Tensor, outputs: torch.Tensor, region: torch.Tenso
 
 
 def pooled_refine(refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], image: torch.Tensor,
-                  mask: torch.Tensor, pool: int, generator: torch.Generator | None = None, metric: str = "l1",
-                  band_px: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  mask: torch.Tensor, pool: int, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                  metric: str = "l1", band_px: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (chosen outputs B×3×H×W, chosen variant index B, scores B×pool)."""
     if pool < 1:
         raise ValueError(f"pool must be >= 1; got {pool}")

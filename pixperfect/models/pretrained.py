@@ -27,26 +27,66 @@ class PretrainedMixin(ConfigMixin):
         out.mkdir(parents=True, exist_ok=True)
         self.save_config(out)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, out / WEIGHTS_NAME, metadata={"format": "pt", "class": type(self).__name__})
+        tmp = out / f".{WEIGHTS_NAME}.tmp"  # written whole, then renamed: a crash leaves no half file
+        try:
+            save_file(state, tmp, metadata={"format": "pt", "class": type(self).__name__})
+            os.replace(tmp, out / WEIGHTS_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
         return out
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, subfolder: str | None = None, **hub_kwargs) -> nn.Module:
-        """From a local folder, or a Hugging Face Hub repo id (downloaded into the HF cache)."""
+        """From a local folder, or a Hugging Face Hub repo id (downloaded into the HF cache).
+
+        Every failure is one ``FileNotFoundError`` / ``ValueError`` naming the file and what is expected.
+        """
         local = Path(path) / (subfolder or "")
         if local.is_dir():
             weights = local / WEIGHTS_NAME
             if not (local / cls.config_name).is_file() or not weights.is_file():
-                raise FileNotFoundError(f"{local} must hold {cls.config_name} and {WEIGHTS_NAME}")
+                raise FileNotFoundError(f"{local} must hold {cls.config_name} and {WEIGHTS_NAME} "
+                                        "(export one with `python -m pixperfect.export CKPT OUT_DIR`)")
         else:
-            from huggingface_hub import hf_hub_download
-
-            weights = Path(hf_hub_download(str(path), WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs))
-            local = weights.parent
-        config = cls.load_config(local)
-        model = cls.from_config(config)
-        model.load_state_dict(load_file(weights, device="cpu"), strict=True)
+            local = cls._download(path, subfolder, hub_kwargs)
+            weights = local / WEIGHTS_NAME
+        try:
+            config = cls.load_config(local)
+            model = cls.from_config(config)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{local / cls.config_name} is not a valid {cls.__name__} config: "
+                             f"{str(exc).splitlines()[0]}") from None
+        try:
+            state = load_file(weights, device="cpu")
+        except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
+            raise ValueError(f"{weights} is not a readable safetensors file ({str(exc).splitlines()[0]}); "
+                             "it may be truncated — export the refiner again") from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights} does not match {local / cls.config_name}: "
+                             f"{str(exc).splitlines()[0]}") from None
         return model.eval()
+
+    @classmethod
+    def _download(cls, path, subfolder: str | None, hub_kwargs: dict) -> Path:
+        """A Hub repo id → the downloaded folder; a path that cannot be a repo id → "no such folder"."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        name = str(path)
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            raise FileNotFoundError(f"no such folder: {name} (expected an exported refiner folder with "
+                                    f"{cls.config_name} + {WEIGHTS_NAME}, or a Hub repo id 'owner/name')") from None
+        try:
+            weights = Path(hf_hub_download(name, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs))
+            hf_hub_download(name, cls.config_name, subfolder=subfolder, **hub_kwargs)
+        except Exception as exc:  # offline, unknown repo, missing file: huggingface_hub has many error types
+            raise FileNotFoundError(f"{name} is neither a local folder nor a downloadable Hub repo "
+                                    f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        return weights.parent
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,108 @@
+"""export: a hub-style folder (config.json + model.safetensors + README.md model card) from a checkpoint,
+still loadable with from_pretrained; bad inputs are one line and exit 2; nothing half-written."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from pixperfect import Refiner
+from pixperfect.export import main as export_main
+from pixperfect.export import metrics_table, model_card, results_markdown
+from pixperfect.models import CMGANRefiner
+
+TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+VAL = {"val/input/masked_l1": 0.0622, "val/paste_back/masked_l1": 0.0600, "val/refiner/masked_l1": 0.0591,
+       "val/input/psnr": 31.5, "val/refiner/psnr": 32.14}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder as train.py leaves it: .hydra/{config,hydra}.yaml and checkpoints/last.ckpt."""
+    torch.manual_seed(0)
+    model = CMGANRefiner(**TINY)
+    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
+    run = tmp_path / "runs" / "2026-01-01_00-00-00"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    config = {"task_name": "demo", "seed": 42, "trainer": {"max_epochs": 10},
+              "data": {"resolution": 64, "batch_size": 16, "train_shards": "/data/train/shard-{000000..000009}.tar"},
+              "simulation": {"color_shift": {"p": 0.8}, "texture": {"p": 0.5}, "content_band": None,
+                             "boundary": {"p": 1.0}},
+              "module": {"seed": "${seed}"}}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"runtime": {"choices": {"experiment": "demo", "model": "cmgan_tiny", "simulation": "demo",
+                                           "data": "shards", "loss": "pixel"}}}}))
+    state = {f"ema.module.{k}": v for k, v in model.state_dict().items()}
+    state["step_count"] = torch.tensor(640)
+    ckpt = {"state_dict": state, "epoch": 9, "global_step": 1280,
+            "pixperfect": {"refiner_class": "pixperfect.models.refiner.CMGANRefiner",
+                           "refiner_config": dict(model.config), "val_results": VAL}}
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+    return run, model.eval()
+
+
+def test_export_writes_a_model_card_and_stays_loadable(run_dir, tmp_path):
+    run, model = run_dir
+    results = tmp_path / "eval.json"
+    results.write_text(json.dumps({"benchmark/colour": {"input": 0.05, "refiner": 0.031},
+                                   "benchmark/texture": {"input": 0.02, "refiner": 0.019}}))
+    out = tmp_path / "exported"
+    assert export_main([str(run / "checkpoints" / "last.ckpt"), str(out), "--results", str(results)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    x, m = torch.rand(1, 3, 24, 40), torch.zeros(1, 1, 24, 40)
+    m[..., 5:15, 5:20] = 1
+    with torch.no_grad():
+        assert torch.equal(Refiner.from_pretrained(out)(x, m, region="full"), model(x, m))
+
+    card = (out / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["license"] == "apache-2.0" and front["library_name"] == "pixperfect"
+    n_params = sum(p.numel() for p in model.parameters())
+    assert f"{n_params:,} parameters" in card and f"{n_params / 1e6:.2f}M" in card
+    for fact in ("| experiment | demo |", "| model config | cmgan_tiny |", "| training steps (batches) | 640 |",
+                 "| epochs | 9 |", "| resolution | 64 |", "color_shift (p=0.8), texture (p=0.5), boundary (p=1.0)",
+                 "/data/train/shard-{000000..000009}.tar"):
+        assert fact in card, fact
+    assert "content_band" not in card  # switched off in that run
+    assert "| refiner | 0.0591 | 32.1400 |" in card and "| paste-back | 0.0600 |" in card
+    assert "| benchmark/colour | 0.0500 | 0.0310 |" in card
+    assert "does not fix semantics" in card
+
+
+def test_card_without_run_config_or_results():
+    card = model_card(CMGANRefiner(**TINY))
+    assert "Not recorded (exported without its run's config)." in card and "## Evaluation" not in card
+    assert metrics_table({"val/refiner/masked_l1": 0.5, "train/loss": 1.0}) == \
+        "| output | masked_l1 |\n|---|---:|\n| refiner | 0.5000 |"
+    assert results_markdown("| a | b |\n|---|---|\n") == "| a | b |\n|---|---|"
+    assert results_markdown({"masked_l1_ratio": 0.7}) == "| metric | value |\n|---|---:|\n| masked_l1_ratio | 0.7000 |"
+
+
+@pytest.mark.parametrize("kind", ["png", "truncated", "missing"])
+def test_export_of_a_non_checkpoint_is_one_line(run_dir, tmp_path, capsys, kind):
+    run, _ = run_dir
+    src = tmp_path / "bad.ckpt"
+    if kind == "png":
+        from PIL import Image
+
+        src = tmp_path / "photo.png"
+        Image.new("RGB", (8, 8)).save(src)
+    elif kind == "truncated":
+        data = (run / "checkpoints" / "last.ckpt").read_bytes()
+        src.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert export_main([str(src), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert ("does not exist" if kind == "missing" else "cannot read") in err[0]
+    assert not out.exists()  # nothing half-written
+
+
+def test_export_under_a_file_is_one_line(run_dir, tmp_path, capsys):
+    run, _ = run_dir
+    (tmp_path / "afile").write_text("x")
+    assert export_main([str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "afile" / "out")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
