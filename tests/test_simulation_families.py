@@ -248,7 +248,7 @@ def test_public_call_with_only_color_shift_leaves_the_outside_untouched(photos, 
     from hydra.utils import instantiate
 
     cfg = compose_cfg(["simulation.texture=null", "simulation.content_band=null", "simulation.boundary=null",
-                       "simulation.color_shift.p=1"])
+                       "simulation.color_shift.p=1", "simulation.clean_p=0", "simulation.global_drift=null"])
     simulate = instantiate(cfg.simulation)
     for i, photo in enumerate(photos):
         out = simulate(photo, generator=g(i))
