@@ -15,6 +15,7 @@ mask): its interior is what the edit replaced and is never looked at.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import cv2
@@ -23,7 +24,7 @@ import torch
 from skimage.color import lab2rgb, rgb2lab
 from skimage.exposure import match_histograms
 
-from pixperfect.metrics import band_px, dilate, erode, paste_back
+from pixperfect.metrics import band_px, paste_back
 
 Baseline = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,12 +50,14 @@ def _per_sample(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) 
 
 def _rings(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inside, outside): the edit's pixels and the original background's pixels within a band of
-    the mask boundary — the two sides of the seam whose colours should agree."""
+    the mask boundary — the two sides of the seam whose colours should agree. (OpenCV's
+    morphology: linear in the kernel size, where a max-pool would be quadratic.)"""
     h, w = binary.shape
-    m = torch.from_numpy(binary.astype(np.float32))[None, None]
     px = 4 * band_px(h, w)
-    outside = (dilate(m, px)[0, 0].numpy() > 0.5) & ~binary
-    inside = binary & ~(erode(m, px)[0, 0].numpy() > 0.5)
+    kernel = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
+    m = binary.astype(np.uint8)
+    outside = cv2.dilate(m, kernel).astype(bool) & ~binary
+    inside = binary & ~cv2.erode(m, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
     return inside, outside
 
 
@@ -83,11 +86,13 @@ def reinhard(gen: np.ndarray, binary: np.ndarray, orig: np.ndarray) -> np.ndarra
     """The Lab mean/std transform that maps the edit's side of the boundary onto the original's
     side, applied to the whole edit (the edit's own content keeps its contrast)."""
     inside, outside = _rings(binary)
-    lab = rgb2lab(gen)
-    src, ref = lab[inside], rgb2lab(orig)[outside]
-    lab[binary] = (lab[binary] - src.mean(0)) / src.std(0).clip(1e-6) * ref.std(0) + ref.mean(0)
+    lab = lambda pixels: rgb2lab(pixels[None])[0]  # noqa: E731 — only the pixels needed, not the image
+    src, ref, edit = lab(gen[inside]), lab(orig[outside]), lab(gen[binary])
+    edit = (edit - src.mean(0)) / src.std(0).clip(1e-6) * ref.std(0) + ref.mean(0)
     out = gen.copy()
-    out[binary] = lab2rgb(lab)[binary]
+    with warnings.catch_warnings():  # out-of-gamut Lab values are clipped, which is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        out[binary] = lab2rgb(edit[None])[0]
     return out
 
 

@@ -58,8 +58,14 @@ def bg_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, band: i
 
 def delta_e(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean CIEDE2000 colour difference over the edit mask (binarised at 0.5)."""
-    de = ciede2000(pred, target)[:, None]
-    return _region_mean(de.float(), (mask > 0.5).float())
+    out = []
+    for p, t, m in zip(pred, target, mask):  # only the masked pixels go through the (costly) formula
+        sel = m[0] > 0.5
+        if not bool(sel.any()):
+            out.append(pred.new_zeros((), dtype=torch.float32))
+            continue
+        out.append(ciede2000(p[:, sel][None, :, :, None], t[:, sel][None, :, :, None]).float().mean())
+    return torch.stack(out)
 
 
 def seam(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, width: int | None = None) -> torch.Tensor:
