@@ -163,3 +163,22 @@ def test_jpeg_backends_agree_in_distribution(photo):
     assert out["opencv"] == pytest.approx(out["albumentations"], abs=0.3)
     with pytest.raises(ValueError, match="jpeg_backend"):
         TextureMismatch(jpeg_backend="pil")
+
+
+def test_ring_means_option_drops_the_texture_statistics_and_round_trips(tmp_path):
+    """boundary_stats="mean": the global code gets the 6 ring means and the flag (not the stds), and
+    the option survives save_pretrained/from_pretrained."""
+    from pixperfect.models import CMGANRefiner
+
+    torch.manual_seed(0)
+    model = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, boundary_stats="mean")
+    assert model.global_mlp[0].in_features == 2 * 32 + 7
+    model.save_pretrained(tmp_path / "m")
+    again = CMGANRefiner.from_pretrained(tmp_path / "m")
+    assert again.config["boundary_stats"] == "mean"
+    x = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    assert torch.equal(model(x, mask), again(x, mask))
+    with pytest.raises(ValueError, match="boundary_stats"):
+        CMGANRefiner(channels=[8, 16], boundary_stats="std")

@@ -29,6 +29,7 @@ from pixperfect.utils import check_image_and_mask, pad_to_multiple
 
 
 RING_FEATURES = 13  # RGB mean and std inside and outside the boundary (12), and a "both rings exist" flag
+RING_MEAN_FEATURES = 7  # boundary_stats="mean": the two RGB means and the flag
 
 
 def ring_statistics(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -70,6 +71,8 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             rings, just inside and just outside the mask boundary. The colour jump across the
             boundary is the evidence of a cast; given to the code directly, it is learned in
             hundreds of steps instead of being discovered from pixels (measured; README).
+            ``"mean"``: the ring means only — the stds also differ where only the texture does
+            (a smooth re-inpainted band), which the global head then mistakes for a cast.
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -84,7 +87,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         style_dim: int = 512,
         ffc_global_ratio: float = 0.75,
         output: str = "affine",
-        boundary_stats: bool = True,
+        boundary_stats: bool | str = True,
     ):
         super().__init__()
         if output not in ("residual", "affine"):
@@ -100,9 +103,12 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
         # Global code: pooled over the whole image and over the background alone, so the code
         # carries the background's colour/texture statistics that the edit must match.
+        if boundary_stats not in (True, False, "mean"):
+            raise ValueError(f"boundary_stats must be true, false or 'mean'; got {boundary_stats!r}")
         self.boundary_stats = boundary_stats
+        ring_features = RING_MEAN_FEATURES if boundary_stats == "mean" else RING_FEATURES if boundary_stats else 0
         self.global_mlp = nn.Sequential(
-            nn.Linear(2 * channels[-1] + (RING_FEATURES if boundary_stats else 0), style_dim),
+            nn.Linear(2 * channels[-1] + ring_features, style_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(style_dim, style_dim),
         )
@@ -138,7 +144,10 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         bg_mean = (x * bg).sum(dim=(2, 3)) / bg.sum(dim=(2, 3)).clamp_min(1.0)
         code = [x.mean(dim=(2, 3)), bg_mean]
         if self.boundary_stats:
-            code.append(ring_statistics(image, m).to(x.dtype))
+            ring = ring_statistics(image, m).to(x.dtype)
+            if self.boundary_stats == "mean":  # colour only: the stds also see texture differences
+                ring = ring[:, [0, 1, 2, 6, 7, 8, 12]]
+            code.append(ring)
         style = self.global_mlp(torch.cat(code, dim=1))
 
         for gblock, sblock, skip in zip(self.global_blocks, self.spatial_blocks, reversed(skips)):
