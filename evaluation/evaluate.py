@@ -14,7 +14,6 @@ cached are ``null`` with the reason under the table. Writes ``results.json``, ``
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 import time
@@ -59,10 +58,8 @@ def load_lpips(net: str | None, device: str):
 
 def refiner_method(refiner, pool: int, region: str, seed: int) -> Method:
     """A refiner row: batched forward (with pooling when pool > 1), seeded per batch."""
-    accepts_region = "region" in inspect.signature(refiner.__call__).parameters
-
     def run(x_gen, mask, x_orig, batch_index):
-        kwargs = {"region": region} if accepts_region else {}
+        kwargs = {"region": region}
         if pool > 1:
             kwargs["pool"] = pool
             kwargs["generator"] = torch.Generator(device=refiner.device).manual_seed(stable_seed(seed, batch_index))

@@ -112,9 +112,6 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
              seed: int = 0, per_image: int = 1, autoencoder: str | None = None, limit: int | None = None,
              families: list[str] | None = None, overwrite: bool = False, samples_per_shard: int = 100) -> dict:
     """Write the set; returns its manifest (also written as ``OUT/set.json``)."""
-    import torch
-    import webdataset as wds
-
     if recipe not in RECIPES:
         raise SetError(f"--recipe must be one of {', '.join(RECIPES)}; got {recipe!r}")
     if size < 32:
@@ -125,7 +122,6 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SetError(f"OUT {out} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
     photos = list_photos(Path(src))[:limit]
 
     fams = list(families or (BENCHMARK_FAMILIES if recipe == "benchmark" else [recipe]))
@@ -140,7 +136,6 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
                   file=sys.stderr)
             fams = [f for f in fams if f not in NEEDS_AUTOENCODER]
         else:
-            torch.set_num_threads(max(1, torch.get_num_threads()))
             try:
                 ae = D.AutoencoderRoundTrip(autoencoder)
             except Exception as exc:
@@ -152,10 +147,41 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     counts: dict[str, int] = {}
+    unreadable: list[str] = []
+    try:
+        n = _write_samples(photos, recipe, size, seed, per_image, fams, order, ae, sim, tmp,
+                           samples_per_shard, counts, unreadable)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written set is left; an old OUT is untouched
+        raise
+    if n == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SetError(f"none of the {len(photos)} photos under {src} could be read")
+    manifest = {"recipe": recipe, "size": size, "seed": seed, "per_image": per_image, "samples": n,
+                "photos": len(photos) - len(unreadable), "unreadable": unreadable, "source": str(src),
+                "autoencoder": autoencoder if ae is not None else None, "families": dict(sorted(counts.items()))}
+    (tmp / "set.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        shutil.rmtree(out)  # --overwrite: replaced only once the new set is complete
+    os.replace(tmp, out)
+    return manifest
+
+
+def _write_samples(photos, recipe, size, seed, per_image, fams, order, ae, sim, tmp, samples_per_shard, counts,
+                   unreadable) -> int:
+    """Write every sample into ``tmp``; unreadable photos are skipped, named in ``unreadable``."""
+    import torch
+    import webdataset as wds
+
     n = 0
     sink = None
     for i, path in enumerate(photos):
-        clean = square(path, size)
+        try:
+            clean = square(path, size)
+        except (OSError, ValueError, SyntaxError) as exc:
+            print(f"warning: skipping unreadable photo {path}: {exc}", file=sys.stderr)
+            unreadable.append(path.name)
+            continue
         for j in range(per_image):
             key = f"{path.stem}_{j}" if per_image > 1 else path.stem
             key = key.replace(".", "_")
@@ -185,12 +211,7 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
             n += 1
     if sink is not None:
         sink.close()
-    manifest = {"recipe": recipe, "size": size, "seed": seed, "per_image": per_image, "samples": n,
-                "photos": len(photos), "source": str(src), "autoencoder": autoencoder if ae is not None else None,
-                "families": dict(sorted(counts.items()))}
-    (tmp / "set.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
-    return manifest
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,6 +131,7 @@ def load_set(spec: str, limit: int | None = None) -> list[Record]:
         for m in MEMBERS:
             try:
                 with Image.open(io.BytesIO(rec.data[m])) as im:
+                    im.load()  # a truncated file fails here, before any method runs
                     sizes[m] = (im.width, im.height)
             except Exception as exc:
                 raise EvalInputError(f"set {spec}: sample {rec.key!r}: {m} is not a readable image ({exc})") from None

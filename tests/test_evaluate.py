@@ -14,7 +14,7 @@ from PIL import Image
 
 import pixperfect.metrics as M
 from evaluation.evaluate import build_methods, evaluate, run
-from evaluation.make_set import make_set
+from evaluation.make_set import SetError, make_set
 from evaluation.sets import EvalInputError, load_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +258,44 @@ def test_wandb_table_holds_the_results(bench_set, tmp_path, monkeypatch):
         assert rows[name]["masked_l1"] == pytest.approx(results["methods"][name]["masked_l1"])
     sheets = list((tmp_path / "out" / "wandb").glob("offline-run-*/files/media/images/evaluate/contact_sheet_*.png"))
     assert len(sheets) == 1 and np.asarray(Image.open(sheets[0])).std() > 10
+
+
+def test_make_set_skips_unreadable_photos_and_keeps_an_old_set_on_failure(cbsd68_photos, tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for p in cbsd68_photos[:2]:
+        (src / p.name).symlink_to(p)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    manifest = make_set(src, tmp_path / "set", "clean", size=32, seed=0)
+    assert manifest["samples"] == 2 and manifest["unreadable"] == ["broken.png"]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()}
+    with pytest.raises(SetError, match="families"):  # a failure while building: the old set stays whole
+        make_set(src, tmp_path / "set", "benchmark", size=32, seed=0, families=["nope"], overwrite=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()} == before
+    assert not (tmp_path / "set.partial").exists()
+
+
+def test_truncated_member_is_one_clear_error(tmp_path):
+    folder = _triples(tmp_path / "set")
+    data = (folder / "s1.gen.png").read_bytes()
+    (folder / "s1.gen.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(EvalInputError, match="s1.*gen is not a readable image"):
+        load_set(str(folder))
+
+
+def test_fid_column_with_an_injected_extractor(bench_set):
+    """The FID/KID columns through evaluate: the input row equals FID computed on its own features."""
+    from torchmetrics.image.fid import _compute_fid
+
+    torch.manual_seed(0)
+    extractor = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    records = load_set(str(bench_set))
+    methods = build_methods(_cfg(Path("."), baselines=["input", "paste_back"]))
+    results, _ = evaluate(records, methods, 4, distances=M.FeatureDistance(feature=extractor), progress=False)
+    decoded = [r.decode() for r in records]
+    with torch.no_grad():
+        fr = extractor(torch.stack([d["x_gt"] for d in decoded])).double()
+        ff = extractor(torch.stack([d["x_gen"] for d in decoded])).double()
+    expected = float(_compute_fid(fr.mean(0), torch.cov(fr.T), ff.mean(0), torch.cov(ff.T)))
+    assert results["methods"]["input"]["fid"] == pytest.approx(expected, rel=1e-6)
+    assert results["methods"]["input"]["fid"] != results["methods"]["paste_back"]["fid"]

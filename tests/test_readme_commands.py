@@ -185,6 +185,7 @@ RULES = [
     ("evaluate", is_module("evaluation.evaluate"), (pytest.mark.slow,)),  # needs the set and a refiner
     ("bench", is_module("evaluation.bench"), (pytest.mark.slow,)),
     ("learnability", is_module("evaluation.learnability"), (pytest.mark.slow,)),  # trains: 2 tiny steps
+    ("amplification", is_module("evaluation.amplification"), (pytest.mark.slow,)),  # fits f on the tiny set
 ]
 
 
@@ -301,7 +302,7 @@ def test_readme_command_runs(command, rule, request):
         pytest.fail(f"no rule for README command {command} (see test_every_readme_command_has_a_rule)")
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
                "evaluate": "full_env", "make_set": "full_env",
-               "learnability": "full_env"}.get(rule, "env")
+               "learnability": "full_env", "amplification": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -372,6 +373,11 @@ def test_readme_command_runs(command, rule, request):
         assert (out_dir / "results.json").is_file()
     elif rule == "bench":
         check(run(argv, timeout=600), command)
+    elif rule == "amplification":
+        ensure_made(env, "make_set", command)
+        proc = run(argv)
+        check(proc, command)
+        assert "| all (" in proc.stdout and "| features | 7 | 10 | 19 | 84 | 31 | 286 |" in proc.stdout, proc.stdout
     elif rule == "learnability":  # a 2-step curve of a tiny model; --plot draws what the commands before wrote
         if "--plot" not in argv:
             ensure_made(env, "make_set", command)

@@ -96,7 +96,3 @@ class FeatureDistance:
                                               fake[torch.randperm(len(fake), generator=g)[:size]])
                                      for _ in range(10)]).mean())
         return {"fid": fid, "kid": kid}
-
-    def reset_fake(self) -> None:
-        """Drop the generated side (the real side is shared by every method of a table)."""
-        self.fake = []

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from pixperfect.inference.region import composite_edit
 from pixperfect.losses.refiner_loss import RefinerLoss
 from pixperfect.training.ema import ema_model
 from pixperfect.training.image_log import comparison_grid, log_grid
@@ -165,7 +166,8 @@ class PixPerfectModule(L.LightningModule):
         outputs = {
             "input": x_gen,
             "paste_back": paste_back(x_gen, x_gt, mask),
-            "refiner": self.ema.module(x_gen, mask),
+            # what users get: Refiner's default region="edit" keeps the background (same numbers as evaluate)
+            "refiner": composite_edit(self.ema.module(x_gen, mask), x_gen, mask),
         }
         n = x_gen.shape[0]
         lp = self.loss.lpips
