@@ -7,6 +7,9 @@ On centre crops of ``PHOTOS`` with the simulation's own masks, compares each sim
 through ``--autoencoder`` pasted into the same mask: masked PSNR, ΔE00 in the mask, and the ratio
 of high-frequency energy (mean |Laplacian|) in the mask, edit over original — 1 means the texture
 keeps its energy, < 1 means it was smoothed away. Prints medians and quartiles and plots the histograms.
+
+``--irreducible`` instead measures how much of the input's masked L1 on the full simulation is
+the *scene's* JPEG and noise under the mask — texture in the target that no refiner can know.
 """
 
 from __future__ import annotations
@@ -64,18 +67,59 @@ def family_pipelines():
     return out
 
 
+def irreducible_share(photos: list[Path], size: int, per_photo: int = 4) -> dict[str, float]:
+    """Share of the input's masked L1 that is |target − clean photo| under the mask (the scene's own
+    JPEG/noise), over the default simulation without clean samples or global drift."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from evaluation.make_set import square
+    from pixperfect.metrics import masked_l1
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "simulation"), version_base="1.3"):
+        cfg = compose(config_name="default")
+    cfg.clean_p, cfg.global_drift = 0.0, None
+    sim = instantiate(cfg)
+    totals: dict[str, list[float]] = {"all": [0.0, 0.0], "with texture": [0.0, 0.0], "without texture": [0.0, 0.0]}
+    for i, path in enumerate(photos):
+        clean = torch.from_numpy(square(path, size)).permute(2, 0, 1).float()
+        for j in range(per_photo):
+            s = sim(clean, torch.Generator().manual_seed(i * 10 + j))
+            m = s["mask"][None]
+            e_in = float(masked_l1(s["x_gen"][None], s["x_gt"][None], m))
+            e_irr = float(masked_l1(clean[None], s["x_gt"][None], m))
+            kind = "with texture" if any(a.startswith("texture") for a in s["applied"]) else "without texture"
+            for k in ("all", kind):
+                totals[k][0] += e_irr
+                totals[k][1] += e_in
+    return {k: irr / max(inp, 1e-12) for k, (irr, inp) in totals.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("photos")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--n", type=int, default=24, help="photos (the last N of the sorted folder)")
-    parser.add_argument("--autoencoder", required=True, help="TAESD-format folder or diffusers AutoencoderKL")
+    parser.add_argument("--autoencoder", default=None, help="TAESD-format folder or diffusers AutoencoderKL")
+    parser.add_argument("--irreducible", action="store_true",
+                        help="print the share of the simulation's masked L1 that no refiner can remove, and stop")
     parser.add_argument("--png", default=None, help="write histograms here")
     args = parser.parse_args(argv)
     from evaluation.degradations import AutoencoderRoundTrip
     from evaluation.make_set import list_photos, square
 
     photos = list_photos(Path(args.photos))[-args.n:]
+    if args.irreducible:
+        shares = irreducible_share(photos, args.size)
+        print("| samples | share of the input's masked L1 that is scene texture under the mask |\n|---|---:|")
+        for k, v in shares.items():
+            print(f"| {k} | {v:.3f} |")
+        return 0
+    if args.autoencoder is None:
+        print("error: --autoencoder is required (e.g. ../shared/weights/taef2)", file=sys.stderr)
+        return 2
     ae = AutoencoderRoundTrip(args.autoencoder)
     pipes = family_pipelines()
     rows: dict[str, list[dict]] = {"vae (real)": [], **{f: [] for f in pipes}}

@@ -182,3 +182,11 @@ def test_ring_means_option_drops_the_texture_statistics_and_round_trips(tmp_path
     assert torch.equal(model(x, mask), again(x, mask))
     with pytest.raises(ValueError, match="boundary_stats"):
         CMGANRefiner(channels=[8, 16], boundary_stats="std")
+
+
+def test_irreducible_share_is_zero_without_scene_texture(cbsd68_photos):
+    from evaluation.calibrate import irreducible_share
+
+    shares = irreducible_share(cbsd68_photos[:3], 48, per_photo=4)
+    assert shares["without texture"] == 0.0  # colour/band/boundary only: the target is the clean photo
+    assert 0.0 < shares["with texture"] < 1.0 and 0.0 < shares["all"] <= shares["with texture"]
