@@ -1,0 +1,175 @@
+"""The seam offset (a membrane fill of the colour step across the mask boundary), the refiner's
+``seam_prior`` option, and the gradient-domain baselines that must not read the original under
+the mask."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spl
+import torch
+
+from evaluation.baselines import BASELINES
+from pixperfect.models import CMGANRefiner
+from pixperfect.models.seam_offset import push_pull_fill, seam_offset
+
+
+def _blob_mask(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    m = torch.nn.functional.avg_pool2d(torch.rand(1, 1, h, w, generator=g), 9, 1, 4) > 0.52
+    return m.double()
+
+
+def _membrane_reference(image: np.ndarray, binary: np.ndarray) -> np.ndarray:
+    """Pérez et al.'s discrete equations, written out as a sparse matrix and solved directly:
+    |N_q| h_q − Σ_{p ∈ N_q ∩ Ω} h_p = Σ_{p ∈ N_q \\ Ω} (x_p − x_q)."""
+    c, h, w = image.shape
+    idx = -np.ones((h, w), int)
+    ys, xs = np.nonzero(binary)
+    idx[ys, xs] = np.arange(len(ys))
+    rows, cols, vals = [], [], []
+    rhs = np.zeros((len(ys), c))
+    for k, (y, x) in enumerate(zip(ys, xs)):
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            py, px = y + dy, x + dx
+            if not (0 <= py < h and 0 <= px < w):
+                continue
+            rows.append(k), cols.append(k), vals.append(1.0)
+            if binary[py, px]:
+                rows.append(k), cols.append(idx[py, px]), vals.append(-1.0)
+            else:
+                rhs[k] += image[:, py, px] - image[:, y, x]
+    a = sp.csc_matrix((vals, (rows, cols)), shape=(len(ys), len(ys)))
+    out = np.zeros_like(image)
+    for ch in range(c):
+        out[ch, ys, xs] = spl.spsolve(a, rhs[:, ch])
+    return out
+
+
+def test_exact_membrane_equals_a_sparse_direct_solve():
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, 40, 48, generator=g, dtype=torch.float64)
+    mask = _blob_mask(40, 48)
+    ours = seam_offset(image, mask, ring=0, shrink=0.0, iterations=2000)[0].numpy()
+    ref = _membrane_reference(image[0].numpy(), mask[0, 0].numpy() > 0.5)
+    assert np.abs(ours - ref).max() < 1e-6
+
+
+@pytest.mark.parametrize("iterations", [0, None])
+def test_a_uniform_cast_on_a_smooth_image_is_removed(iterations):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = torch.stack([0.3 + 0.2 * xx, 0.5 + 0.1 * yy, 0.4 + 0.0 * xx])[None].double()
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    mask[..., 16:44, 20:50] = 1
+    cast = torch.tensor([0.08, -0.05, 0.03], dtype=torch.float64)[None, :, None, None]
+    edited = clean + cast * mask
+    fixed = edited + seam_offset(edited, mask, iterations=iterations)
+    before = ((edited - clean).abs() * mask).sum()
+    after = ((fixed - clean).abs() * mask).sum()
+    assert after / before < 0.05
+
+
+def test_no_step_no_offset_and_nothing_outside_the_mask():
+    g = torch.Generator().manual_seed(2)
+    image = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 32, 32, dtype=torch.float64)
+    mask[0, :, 8:20, 8:24] = 1
+    mask[1] = 1  # no boundary at all
+    offset = seam_offset(image, mask)
+    assert offset[1].abs().max() == 0
+    assert (offset[0] * (1 - mask[0])).abs().max() == 0
+    flat = torch.full((1, 3, 32, 32), 0.4, dtype=torch.float64)
+    assert seam_offset(flat, mask[:1]).abs().max() < 1e-12
+
+
+def test_push_pull_keeps_known_values_and_fills_holes_between_them():
+    values = torch.zeros(1, 1, 16, 16)
+    weights = torch.zeros(1, 1, 16, 16)
+    values[..., :, 0], weights[..., :, 0] = 1.0, 1.0
+    values[..., :, -1], weights[..., :, -1] = 3.0, 1.0
+    filled = push_pull_fill(values, weights)
+    assert torch.allclose(filled[..., :, 0], torch.ones(16)) and torch.allclose(filled[..., :, -1], torch.full((16,), 3.0))
+    middle = filled[0, 0, 8, 1:-1]
+    assert (middle > 1.0).all() and (middle < 3.0).all()
+    assert push_pull_fill(values, torch.zeros_like(weights)).abs().max() == 0
+
+
+def test_untrained_refiner_with_seam_prior_returns_input_plus_offset():
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(2, 3, 40, 56, generator=g)
+    mask = torch.zeros(2, 1, 40, 56)
+    mask[..., 10:30, 12:40] = 1
+    edited = (image + 0.1 * mask).clamp(0, 1)
+    with torch.no_grad():
+        out = refiner(edited, mask)
+    expected = (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert not torch.equal(out, edited)
+    plain = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16)
+    assert plain.stem.in_channels == 4 and refiner.stem.in_channels == 7
+    assert refiner.to_rgb.out_channels == plain.to_rgb.out_channels + 1
+
+
+def test_seam_prior_refiner_round_trips(tmp_path):
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+    refiner.save_pretrained(tmp_path)
+    loaded = CMGANRefiner.from_pretrained(tmp_path)
+    assert loaded.seam_prior
+    x, m = torch.rand(1, 3, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).float()
+    with torch.no_grad():
+        assert torch.equal(refiner(x, m), loaded(x, m))
+
+
+@pytest.mark.parametrize("name", ["input", "paste_back", "poisson", "membrane", "reinhard", "histogram"])
+def test_baselines_never_read_the_original_under_the_mask(name):
+    """What the edit replaced is not available to a real edit (nor, in a benchmark, fair to use: it
+    is the ground truth). Only ``poisson_oracle`` reads it, and says so."""
+    g = torch.Generator().manual_seed(4)
+    orig = torch.rand(1, 3, 48, 48, generator=g)
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 12:36, 14:38] = 1
+    edit = (orig + 0.1 * mask).clamp(0, 1)
+    other = orig * (1 - mask) + torch.rand(1, 3, 48, 48, generator=g) * mask
+    fn = BASELINES[name]
+    assert torch.equal(fn(edit, mask, orig), fn(edit, mask, other))
+    oracle = BASELINES["poisson_oracle"]
+    assert not torch.equal(oracle(edit, mask, orig), oracle(edit, mask, other))
+
+
+def test_membrane_removes_a_pasted_cast_that_opencv_poisson_cannot():
+    """On a paste-back composite the edit's gradients include the step, so textbook Poisson
+    cloning keeps the cast; the membrane (no guidance across the seam) removes it."""
+    rng = np.random.default_rng(0)
+    orig = torch.from_numpy(np.clip(0.5 + 0.03 * rng.standard_normal((1, 3, 64, 64)), 0, 1)).float()
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:44, 16:48] = 1
+    edit = orig + 0.1 * mask
+    err = lambda out: float(((out - orig).abs() * mask).sum() / ((edit - orig).abs() * mask).sum())  # noqa: E731
+    assert err(BASELINES["poisson"](edit, mask, orig)) > 0.9
+    assert err(BASELINES["membrane"](edit, mask, orig)) < 0.2
+    assert err(BASELINES["poisson_oracle"](edit, mask, orig)) < 0.1
+
+
+def test_separable_box_sum_equals_the_square_window():
+    from pixperfect.models.seam_offset import _box_sum
+
+    x = torch.rand(2, 3, 50, 60, dtype=torch.float64)
+    reference = torch.nn.functional.avg_pool2d(x, 11, 1, 5, count_include_pad=True) * 121
+    assert torch.allclose(_box_sum(x, 5), reference, atol=1e-10)
+
+
+def test_the_gain_on_the_offset_is_learned():
+    """The head's last channel scales the offset: an L1 step on a cast sample moves it, and with
+    the gain at −1 the refiner is back to the plain identity."""
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+    g = torch.Generator().manual_seed(5)
+    clean = torch.rand(2, 3, 32, 32, generator=g) * 0.5 + 0.25
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    edited = clean + 0.1 * mask
+    loss = (refiner(edited, mask) - clean).abs().mean()
+    loss.backward()
+    assert refiner.to_rgb.bias.grad[-1].abs() > 0
+    with torch.no_grad():
+        refiner.to_rgb.bias[-1] = -1.0
+        assert torch.allclose(refiner(edited, mask), edited.clamp(0, 1), atol=1e-6)
