@@ -130,6 +130,8 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^\.\./shared/data/cbsd68$", lambda e: str(e["photos"])),
     (r"^eval_sets/\w+$", lambda e: str(e["tmp"] / "eval_sets" / "tiny")),     # make_set's output
     (r"^set=eval_sets/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),  # any set: the tiny one
+    (r"^set=\.cache/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),   # the demo's own set: the tiny one
+    (r"^\.cache/\w+$", lambda e: str(e["tmp"] / "eval_sets" / "tiny")),
     (r"(?<=: )outputs/[\w/]+", lambda e: str(e["tmp"] / "my_refiner")),  # refiners={name: outputs/…}
     (r"^out_dir=outputs/eval/(\w+)$", lambda e: f"out_dir={e['tmp'] / 'eval_out' / '{0}'}"),
     (r"^outputs/learn/([\w.]+)$", lambda e: str(e["tmp"] / "out" / "learn" / "{0}")),

@@ -173,3 +173,13 @@ def test_the_gain_on_the_offset_is_learned():
     with torch.no_grad():
         refiner.to_rgb.bias[-1] = -1.0
         assert torch.allclose(refiner(edited, mask), edited.clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("image,mask,kw,message", [
+    (torch.rand(3, 16, 16), torch.ones(1, 16, 16), {}, "N×3×H×W"),
+    (torch.rand(1, 3, 16, 16), torch.ones(1, 1, 8, 8), {}, "does not match"),
+    (torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16), {"ring": -1}, "≥ 0"),
+])
+def test_bad_input_is_one_clear_error(image, mask, kw, message):
+    with pytest.raises(ValueError, match=message):
+        seam_offset(image, mask, **kw)

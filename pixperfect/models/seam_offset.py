@@ -12,8 +12,10 @@ benchmark sets (README, "The seam prior"): the step is averaged along the bounda
 shrunk towards zero where it is small against its own spread there (Wiener-style), so texture and
 noise at the seam, which average out, move the edit less than a cast, which does not.
 
-Solved by batched conjugate gradients on the masked 5-point Laplacian, started from a push-pull
-fill (Gortler et al., 1996) of the step so that few iterations are needed. Hand-written because
+The fill is push-pull interpolation (Gortler et al., 1996) of the step; with ``iterations`` it is
+refined by batched conjugate gradients on the masked 5-point Laplacian to the exact membrane (the
+``membrane`` baseline). The refiner uses the push-pull fill alone: smoother, cheaper, and it harms
+texture less (README table). Hand-written because
 no library in the stack solves a batched masked Poisson problem in torch (OpenCV's
 ``seamlessClone`` is per image, on CPU, and reads the original under the mask).
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from pixperfect.utils import check_image_and_mask
 
 _SHIFTS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
@@ -97,11 +101,14 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
     """N×3×H×W additive correction, zero outside the mask: the membrane whose boundary flux is the
     (smoothed, shrunk) colour step from the edit to the background.
 
-    ``ring`` sets the smoothing window along the boundary, 2·ring+1 px with ``ring = max(2, side //
+    ``ring`` sets the smoothing window along the boundary, 4·ring+1 px with ``ring = max(2, side //
     64)`` by default (0 = raw step); ``shrink`` the Wiener-style shrinkage (0 = none);
     ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the push-pull start
     only). A mask with no boundary gives zeros.
     """
+    check_image_and_mask(image, mask)
+    if (ring is not None and ring < 0) or shrink < 0 or (iterations is not None and iterations < 0):
+        raise ValueError(f"seam_offset: ring, shrink and iterations must be ≥ 0; got {ring}, {shrink}, {iterations}")
     h, w = image.shape[-2:]
     r = max(2, min(h, w) // 64) if ring is None else ring
     m = (mask > 0.5).to(image.dtype)
