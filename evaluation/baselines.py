@@ -12,6 +12,9 @@ mask): its interior is what the edit replaced and is never looked at.
 - ``membrane``: Pérez et al.'s Poisson editing of the edit alone, with no guidance across the mask
   boundary: the edit keeps its own gradients and meets the background along the seam
   (``pixperfect.models.seam_offset`` solved to convergence, no smoothing or shrinkage);
+- ``seam_offset``: what a ``seam_prior`` refiner starts from — the paste-back composite plus the
+  seam offset as the refiner computes it (the jump across the seam, averaged along it, shrunk,
+  push-pull filled);
 - ``poisson_oracle``: ``seamlessClone`` as OpenCV runs it on the undilated mask, which takes its
   boundary values from the original up to 4 px *inside* the mask — the ground truth in a benchmark set.
   An upper bound no real edit has (an object removal would pull the removed object back in); not
@@ -112,8 +115,14 @@ def membrane(x_gen: torch.Tensor, mask: torch.Tensor, x_orig: torch.Tensor) -> t
     composite = paste_back(x_gen, x_orig, mask).float()
     # float32 CG from the push-pull start: converged to < 1e-6 of the float64 solution by 512
     # iterations at 512² (measured), where it stops early
-    offset = seam_offset(composite, mask.float(), ring=0, shrink=0.0, iterations=2 * max(x_gen.shape[-2:]))
+    offset = seam_offset(composite, mask.float(), ring=0, shrink=0.0, iterations=2 * max(x_gen.shape[-2:]), compensate=False)
     return (composite + offset).clamp(0.0, 1.0).to(x_gen.dtype)
+
+
+def seam_offset_(x_gen: torch.Tensor, mask: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
+    """The paste-back composite plus the refiner's seam prior (an untrained ``seam_prior`` refiner)."""
+    composite = paste_back(x_gen, x_orig, mask).float()
+    return (composite + seam_offset(composite, mask.float(), iterations=0)).clamp(0.0, 1.0).to(x_gen.dtype)
 
 
 @_per_sample
@@ -141,5 +150,5 @@ def histogram(gen: np.ndarray, binary: np.ndarray, orig: np.ndarray) -> np.ndarr
 
 
 BASELINES: dict[str, Baseline] = {"input": input_, "paste_back": paste_back_, "poisson": poisson,
-                                  "membrane": membrane, "reinhard": reinhard, "histogram": histogram,
+                                  "membrane": membrane, "seam_offset": seam_offset_, "reinhard": reinhard, "histogram": histogram,
                                   "poisson_oracle": poisson_oracle}

@@ -88,8 +88,9 @@ def benchmark_sample(clean: np.ndarray, family: str, rng: np.random.Generator,
     return D.composite(edit, clean, mask, sigma), mask, labels
 
 
-def simulation_factory():
-    """The training simulation, composed from configs/simulation/default.yaml."""
+def simulation_factory(name: str = "default", overrides: list[str] | None = None):
+    """A training simulation, composed from ``configs/simulation/NAME.yaml`` with Hydra overrides
+    (e.g. ``boundary.p_shift=0``)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
@@ -97,7 +98,11 @@ def simulation_factory():
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs" / "simulation"),
                                version_base="1.3"):
-        cfg = compose(config_name="default")
+        try:
+            cfg = compose(config_name=name, overrides=list(overrides or []))
+        except Exception as exc:  # unknown config name or bad override: one line, not a Hydra trace
+            raise SetError(f"cannot compose simulation {name!r} with {list(overrides or [])}: "
+                           f"{str(exc).splitlines()[0]}") from None
     return instantiate(cfg)
 
 
@@ -110,7 +115,8 @@ def png(arr: np.ndarray) -> bytes:
 
 def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benchmark", size: int = 256,
              seed: int = 0, per_image: int = 1, autoencoder: str | None = None, limit: int | None = None,
-             families: list[str] | None = None, overwrite: bool = False, samples_per_shard: int = 100) -> dict:
+             families: list[str] | None = None, overwrite: bool = False, samples_per_shard: int = 100,
+             simulation: str = "default", sim_overrides: list[str] | None = None) -> dict:
     """Write the set; returns its manifest (also written as ``OUT/set.json``)."""
     if recipe not in RECIPES:
         raise SetError(f"--recipe must be one of {', '.join(RECIPES)}; got {recipe!r}")
@@ -140,7 +146,7 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
                 ae = D.AutoencoderRoundTrip(autoencoder)
             except Exception as exc:
                 raise SetError(f"cannot load --autoencoder {autoencoder}: {str(exc).splitlines()[0]}") from None
-    sim = simulation_factory() if recipe == "simulation" else None
+    sim = simulation_factory(simulation, sim_overrides) if recipe == "simulation" else None
     order = np.random.default_rng(stable_seed(seed, "families")).permutation(len(photos) * per_image)
 
     tmp = out.with_name(out.name + ".partial")
@@ -227,10 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default=None, help="comma-separated subset of the benchmark families")
     parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    parser.add_argument("--simulation", default="default", help="--recipe simulation: configs/simulation/NAME.yaml")
+    parser.add_argument("--sim-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="--recipe simulation: a Hydra override of that config (repeatable)")
     args = parser.parse_args(argv)
     try:
         manifest = make_set(args.src, args.out, args.recipe, args.size, args.seed, args.per_image, args.autoencoder,
-                            args.limit, args.families.split(",") if args.families else None, args.overwrite)
+                            args.limit, args.families.split(",") if args.families else None, args.overwrite,
+                            simulation=args.simulation, sim_overrides=args.sim_override)
     except SetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

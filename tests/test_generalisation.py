@@ -123,7 +123,7 @@ def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
 
     sources = {p.stem for p in (tmp_path / "photos").iterdir()}
     assert sources == set(VAL_PHOTOS) and not sources & set(TRAIN_PHOTOS)
-    assert list(results["methods"]) == ["input", "paste_back", "poisson", "membrane", "demo"]
+    assert list(results["methods"]) == ["input", "paste_back", "poisson", "membrane", "seam_offset", "demo"]
     assert results["methods"]["demo"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
     assert (tmp_path / "out" / "results.md").is_file()
 

@@ -30,6 +30,24 @@ def test_l1_hand_computed():
     assert weighted.item() == pytest.approx(0.8 * 3 * 4 / 12)  # masked errors count (1 + 3)×
 
 
+def test_l1_keep_weight_counts_only_edit_pixels_the_input_got_right():
+    """Pixel (0,0) is edited and already right, (0,1) edited and wrong, (1,*) background:
+    keep_weight multiplies only the first one's error."""
+    x_gt = torch.full((1, 3, 2, 2), 0.5)
+    x_gen = x_gt.clone()
+    x_gen[0, :, 0, 1] = 0.7
+    x_gen[0, 0, 0, 0] = 0.5 + 0.4 / 255  # within half an 8-bit step: counts as right
+    mask = torch.zeros(1, 1, 2, 2)
+    mask[0, 0, 0] = 1
+    pred = x_gt + 0.1  # every value off by 0.1
+    loss, _ = L1Loss(mask_weight=1.0, keep_weight=5.0)(pred, x_gt, mask, x_gen, x_gt)
+    weights = torch.tensor([[1 + 1 + 5, 1 + 1], [1, 1]])
+    assert loss.item() == pytest.approx(float(0.1 * weights.sum() * 3 / 12))
+    assert L1Loss(keep_weight=5.0)(pred, x_gt, mask)[0].item() == pytest.approx(0.1)  # no x_gen: plain L1
+    with pytest.raises(ValueError, match="keep_weight"):
+        L1Loss(keep_weight=-1.0)
+
+
 def test_adversarial_losses_hand_computed():
     adv = NonSaturatingAdversarialLoss()
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])

@@ -188,6 +188,7 @@ RULES = [
     ("bench", is_module("evaluation.bench"), (pytest.mark.slow,)),
     ("learnability", is_module("evaluation.learnability"), (pytest.mark.slow,)),  # trains: 2 tiny steps
     ("amplification", is_module("evaluation.amplification"), (pytest.mark.slow,)),  # fits f on the tiny set
+    ("prior_sweep", is_module("evaluation.prior_sweep"), (pytest.mark.slow,)),  # seam-offset variants, tiny set
 ]
 
 
@@ -304,7 +305,7 @@ def test_readme_command_runs(command, rule, request):
         pytest.fail(f"no rule for README command {command} (see test_every_readme_command_has_a_rule)")
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
                "evaluate": "full_env", "make_set": "full_env",
-               "learnability": "full_env", "amplification": "full_env"}.get(rule, "env")
+               "learnability": "full_env", "amplification": "full_env", "prior_sweep": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -380,6 +381,12 @@ def test_readme_command_runs(command, rule, request):
         proc = run(argv)
         check(proc, command)
         assert "| all (" in proc.stdout and "| features | 7 | 10 | 19 | 84 | 31 | 286 |" in proc.stdout, proc.stdout
+    elif rule == "prior_sweep":
+        ensure_made(env, "make_set", command)
+        proc = run(argv)
+        check(proc, command)
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "ring=" in line]
+        assert proc.stdout.startswith("| variant | overall |") and rows, proc.stdout
     elif rule == "learnability":  # a 2-step curve of a tiny model; --plot draws what the commands before wrote
         if "--plot" not in argv:
             ensure_made(env, "make_set", command)

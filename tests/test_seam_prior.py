@@ -49,7 +49,7 @@ def test_exact_membrane_equals_a_sparse_direct_solve():
     g = torch.Generator().manual_seed(1)
     image = torch.rand(1, 3, 40, 48, generator=g, dtype=torch.float64)
     mask = _blob_mask(40, 48)
-    ours = seam_offset(image, mask, ring=0, shrink=0.0, iterations=2000)[0].numpy()
+    ours = seam_offset(image, mask, ring=0, shrink=0.0, iterations=2000, compensate=False)[0].numpy()
     ref = _membrane_reference(image[0].numpy(), mask[0, 0].numpy() > 0.5)
     assert np.abs(ours - ref).max() < 1e-6
 
@@ -66,6 +66,24 @@ def test_a_uniform_cast_on_a_smooth_image_is_removed(iterations):
     before = ((edited - clean).abs() * mask).sum()
     after = ((fixed - clean).abs() * mask).sum()
     assert after / before < 0.05
+
+
+def test_the_jump_ignores_shading_across_the_seam_and_keeps_a_cast():
+    """A linear ramp crossing the seam is a step between neighbours but not a jump: the
+    compensated estimate leaves it alone, the raw step moves the edit by the ramp's slope. A cast
+    on top of the ramp is measured the same either way."""
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(64.0), indexing="ij")
+    ramp = torch.stack([0.2 + 0.01 * xx, 0.3 + 0.008 * yy, 0.5 - 0.004 * xx])[None].double()
+    mask = torch.zeros(1, 1, 48, 64, dtype=torch.float64)
+    mask[..., 12:36, 16:48] = 1
+    kw = dict(ring=0, shrink=0.0, iterations=0)
+    assert seam_offset(ramp, mask, compensate=True, **kw).abs().max() < 1e-6  # push-pull eps
+    assert seam_offset(ramp, mask, compensate=False, **kw).abs().max() > 4e-3  # about one slope
+    cast = torch.tensor([0.06, -0.04, 0.02], dtype=torch.float64)[None, :, None, None]
+    for compensate in (True, False):
+        fixed = ramp + cast * mask + seam_offset(ramp + cast * mask, mask, compensate=compensate, iterations=0)
+        residual = ((fixed - ramp).abs() * mask).sum() / (cast.abs() * mask).sum()
+        assert residual < (0.02 if compensate else 0.25)
 
 
 def test_no_step_no_offset_and_nothing_outside_the_mask():
@@ -104,10 +122,33 @@ def test_untrained_refiner_with_seam_prior_returns_input_plus_offset():
         out = refiner(edited, mask)
     expected = (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1)
     assert torch.allclose(out, expected, atol=1e-6)
+    # the `seam_offset` evaluation row is this refiner at step 0 (background pasted from x_orig)
+    assert torch.allclose(BASELINES["seam_offset"](edited, mask, edited), out, atol=1e-6)
     assert not torch.equal(out, edited)
     plain = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16)
     assert plain.stem.in_channels == 4 and refiner.stem.in_channels == 7
     assert refiner.to_rgb.out_channels == plain.to_rgb.out_channels + 1
+
+
+def test_a_fixed_gain_adds_the_offset_as_it_is(tmp_path):
+    """``seam_gain=False``: no gain channel; trained or not, the output is x + offset + Δ, so with
+    the head's Δ zeroed the offset passes whole whatever the other weights are."""
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_gain=False)
+    assert refiner.to_rgb.out_channels == 12 and refiner.stem.in_channels == 7
+    g = torch.Generator().manual_seed(6)
+    image = torch.rand(1, 3, 32, 40, generator=g) * 0.6 + 0.2
+    mask = torch.zeros(1, 1, 32, 40)
+    mask[..., 8:24, 10:30] = 1
+    edited = image + 0.1 * mask
+    with torch.no_grad():
+        for p in refiner.parameters():  # scramble everything, then silence only the output head
+            p.normal_(0, 0.1, generator=g)
+        for p in (*refiner.to_rgb.parameters(), *refiner.global_affine.parameters()):
+            p.zero_()
+        out = refiner(edited, mask)
+    assert torch.allclose(out, (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1), atol=1e-6)
+    refiner.save_pretrained(tmp_path)
+    assert CMGANRefiner.from_pretrained(tmp_path).seam_gain is False
 
 
 def test_seam_prior_refiner_round_trips(tmp_path):
@@ -120,7 +161,7 @@ def test_seam_prior_refiner_round_trips(tmp_path):
         assert torch.equal(refiner(x, m), loaded(x, m))
 
 
-@pytest.mark.parametrize("name", ["input", "paste_back", "poisson", "membrane", "reinhard", "histogram"])
+@pytest.mark.parametrize("name", ["input", "paste_back", "poisson", "membrane", "seam_offset", "reinhard", "histogram"])
 def test_baselines_never_read_the_original_under_the_mask(name):
     """What the edit replaced is not available to a real edit (nor, in a benchmark, fair to use: it
     is the ground truth). Only ``poisson_oracle`` reads it, and says so."""
@@ -154,8 +195,11 @@ def test_separable_box_sum_equals_the_square_window():
     from pixperfect.models.seam_offset import _box_sum
 
     x = torch.rand(2, 3, 50, 60, dtype=torch.float64)
-    reference = torch.nn.functional.avg_pool2d(x, 11, 1, 5, count_include_pad=True) * 121
-    assert torch.allclose(_box_sum(x, 5), reference, atol=1e-10)
+    for radius in (0, 5, 40):  # 40: the window is wider than the image (the default at this size)
+        k = 2 * radius + 1
+        padded = torch.nn.functional.pad(x, (radius,) * 4)
+        reference = torch.nn.functional.avg_pool2d(padded, k, 1) * (k * k)
+        assert torch.allclose(_box_sum(x, radius), reference, atol=1e-10)
 
 
 def test_the_gain_on_the_offset_is_learned():

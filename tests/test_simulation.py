@@ -78,6 +78,22 @@ def test_boundary_dilates_and_erodes():
     assert min(areas) < mask.sum().item() < max(areas)
 
 
+def test_boundary_p_shift_sets_the_share_of_seams_off_the_mask():
+    """p_shift = 0: every hard seam is the mask itself; 0.25: about a quarter are moved (radius
+    never 0 here); 1.0 (the default) moves every one."""
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 16:48] = 1
+    on_mask = BoundarySoftening(p=1.0, radius=(2, 4), p_blur=0.0, p_shift=0.0)
+    assert all(torch.equal(on_mask(mask, mask, g(s)), mask) for s in range(20))
+    some = BoundarySoftening(p=1.0, radius=(2, 4), p_blur=0.0, p_shift=0.25)
+    moved = sum(not torch.equal(some(mask, mask, g(s)), mask) for s in range(400))
+    assert 70 <= moved <= 130
+    always = BoundarySoftening(p=1.0, radius=(2, 4), p_blur=0.0)  # the default p_shift = 1
+    assert all(not torch.equal(always(mask, mask, g(s)), mask) for s in range(20))
+    with pytest.raises(ValueError, match="p_shift"):
+        BoundarySoftening(p_shift=1.5)
+
+
 def test_pipeline_is_deterministic_and_seed_sensitive(photo):
     pipe = SimulationPipeline(MaskGenerator(), color_shift=ColorShift(p=0.8), boundary=BoundarySoftening())
     a, b, c = pipe(photo, g(7)), pipe(photo, g(7)), pipe(photo, g(8))

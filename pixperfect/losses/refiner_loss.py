@@ -105,7 +105,7 @@ class RefinerLoss(nn.Module):
             if not getattr(term.space, "detach_coefficients", True):
                 f = term.space.refit_with_grad(f, x_pred, x_gt, mask)
             pred_s, gt_s = f(x_pred), f(x_gt)
-            loss_l1, _ = self.l1(pred_s, gt_s, mask)
+            loss_l1, _ = self.l1(pred_s, gt_s, mask, batch.get("x_gen"), x_gt)  # weights from pixel space
             space_loss = term.l1_weight * loss_l1
             logs[f"{name}/l1"] = loss_l1.detach()
             if term.lpips_weight > 0 and self.lpips is not None and self.lpips.available:

@@ -86,9 +86,11 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             colour step across the mask boundary, filled smoothly into the edit) as three more
             input channels, and add it to the output through a per-pixel gain the head predicts,
             ``x + (1 + g)·offset + Δ``. The untrained refiner then returns ``x + offset`` (a
-            training-free seam fix: 0.70× the input's masked L1 on held-out benchmark sets), and
+            training-free seam fix: 0.68× the input's masked L1 on the demo's held-out set), and
             training learns where not to apply it (texture-only and re-inpainted seams). Not in
             the paper; measured in the README ("The seam prior").
+        seam_gain: with ``seam_prior``, predict the gain g (true) or add the offset as it is
+            (false: ``x + offset + Δ``; training cannot turn the prior down through a gain).
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -106,6 +108,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         output: str = "affine",
         boundary_stats: bool | str = True,
         seam_prior: bool = False,
+        seam_gain: bool = True,
     ):
         super().__init__()
         if output not in ("residual", "affine"):
@@ -117,6 +120,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.multiple = 2 ** (len(channels) - 1)
 
         self.seam_prior = bool(seam_prior)
+        self.seam_gain = self.seam_prior and bool(seam_gain)
         self.stem = Conv2d(7 if self.seam_prior else 4, channels[0], 3)
         self.down = nn.ModuleList(DownBlock(channels[i], channels[i + 1]) for i in range(len(channels) - 1))
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
@@ -137,7 +141,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             in_ch, out_ch = channels[i + 1], channels[i]
             self.global_blocks.append(GlobalModulationBlock(in_ch, out_ch, skip_ch=channels[i], style_dim=style_dim))
             self.spatial_blocks.append(SpatialModulationBlock(out_ch, skip_ch=channels[i], style_dim=style_dim))
-        self.to_rgb = Conv2d(channels[0], (12 if output == "affine" else 3) + int(self.seam_prior), 1)
+        self.to_rgb = Conv2d(channels[0], (12 if output == "affine" else 3) + int(self.seam_gain), 1)
         nn.init.zeros_(self.to_rgb.weight)  # identity at init
         nn.init.zeros_(self.to_rgb.bias)
         if output == "affine":
@@ -181,9 +185,11 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
 
         head = self.to_rgb(x).to(image.dtype)
         prior = 0.0
-        if self.seam_prior:  # per-pixel gain on the offset, 1 at init
+        if self.seam_gain:  # per-pixel gain on the offset, 1 at init
             prior = (1.0 + head[:, -1:]) * offset.to(image.dtype)
             head = head[:, :-1]
+        elif self.seam_prior:
+            prior = offset.to(image.dtype)
         if self.output == "affine":  # Δ = M·x + b per pixel, plus mask·(M_g·x + b_g); all zero at init
             n, _, h, w = head.shape
             matrix, bias = head[:, :9].view(n, 3, 3, h, w), head[:, 9:]

@@ -1,0 +1,84 @@
+"""How should the seam prior measure the step? Score variants of ``seam_offset`` on a set.
+
+    python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 4,32 --shrink 4,8 --compensate 0,1
+
+Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate)`` (push-pull
+fill, no CG): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
+paste back (the ``seam_offset`` baseline of ``evaluate`` adds the paste-back, like ``membrane``), scored by
+``evaluation.evaluate`` like any row: masked L1 ÷ the input's, overall and per family. Pick the
+variant on a *validation* set (photos and seed the reported benchmark does not use), then report it
+on the benchmark; ``ring`` is given in pixels at the set's size (``seam_offset`` scales its default,
+``side // 8``, with the image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+
+import torch
+
+from evaluation.evaluate import evaluate
+from evaluation.sets import EvalInputError, load_set
+from pixperfect.models.seam_offset import seam_offset
+
+
+def variant(ring: int, shrink: float, compensate: bool):
+    """An ``evaluate`` method: the edit + the seam offset with these settings (the original unused)."""
+    def method(x_gen, mask, x_orig, batch_index):
+        field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate)
+        return (x_gen.float() + field).clamp(0.0, 1.0)
+    return method
+
+
+def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool]) -> dict[str, dict[str, float]]:
+    """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}."""
+    methods = {"input": lambda g, m, o, i: g}
+    for ring, shrink, comp in itertools.product(rings, shrinks, compensates):
+        methods[f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}"] = variant(ring, shrink, comp)
+    with torch.no_grad():
+        results, _ = evaluate(records, methods, progress=False)
+    table = {}
+    for name in list(methods)[1:]:
+        row = {"overall": results["methods"][name]["masked_l1_ratio"]}
+        for fam, per in sorted(results["families"].items()):
+            r = per[name]
+            row[fam] = r["masked_l1_ratio"] if r["masked_l1_ratio"] is not None else r["masked_l1"]
+        table[name] = row
+    return table
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    cols = list(next(iter(table.values())))
+    lines = ["| variant | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |" for name, row in table.items()]
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.prior_sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", required=True, help="an evaluation set (make_set output, shards or a folder)")
+    parser.add_argument("--ring", type=_ints, default=[4, 32], help="comma-separated rings in px (window 4·ring+1)")
+    parser.add_argument("--shrink", type=lambda t: [float(v) for v in t.split(",")], default=[4.0, 8.0])
+    parser.add_argument("--compensate", type=lambda t: [bool(int(v)) for v in t.split(",")], default=[False, True],
+                        help="0 = raw step, 1 = jump (gradient-compensated)")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
+        parser.error("--ring and --shrink take values ≥ 0")
+    try:
+        records = load_set(args.set, args.limit)
+    except EvalInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(sweep(records, args.ring, args.shrink, args.compensate)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

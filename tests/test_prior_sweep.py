@@ -1,0 +1,57 @@
+"""``python -m evaluation.prior_sweep``: variants of the seam offset scored like evaluate rows."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluation.prior_sweep import main, sweep
+from evaluation.sets import load_set
+from pixperfect.models.seam_offset import seam_offset
+
+
+def _write(folder, name, gen, mask, gt, families):
+    to8 = lambda a: Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8))  # noqa: E731
+    to8(gen).save(folder / f"{name}.gen.png")
+    to8(gt).save(folder / f"{name}.gt.png")
+    Image.fromarray((mask * 255).astype(np.uint8)).save(folder / f"{name}.mask.png")
+    (folder / f"{name}.json").write_text(json.dumps({"families": families}))
+
+
+@pytest.fixture()
+def tiny_set(tmp_path):
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    clean = np.stack([0.3 + 0.3 * xx, 0.4 + 0.2 * yy, 0.5 - 0.2 * xx], -1)
+    mask = np.zeros((64, 64))
+    mask[16:48, 12:44] = 1
+    cast = clean + mask[..., None] * np.array([0.08, -0.06, 0.04])
+    _write(tmp_path, "a", cast, mask, clean, ["color_uniform"])
+    _write(tmp_path, "b", clean, mask, clean, ["clean"])
+    return tmp_path
+
+
+def test_sweep_scores_the_refiners_view_of_each_variant(tiny_set):
+    records = load_set(str(tiny_set))
+    table = sweep(records, rings=[4], shrinks=[0.0], compensates=[False, True])
+    assert set(table) == {"step ring=4 shrink=0", "jump ring=4 shrink=0"}
+    jump = table["jump ring=4 shrink=0"]
+    assert jump["color_uniform"] < 0.05            # a uniform cast on shading: the jump removes it
+    assert jump["clean"] < 1e-3                    # absolute masked L1: the clean edit stays put
+    assert table["step ring=4 shrink=0"]["color_uniform"] > jump["color_uniform"]  # raw step reads the shading
+    # the reference, computed directly on the 8-bit images
+    d = records[0].decode()
+    x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
+    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    from pixperfect.metrics.image import masked_l1
+    assert jump["color_uniform"] == pytest.approx(float(masked_l1(out, gt, m) / masked_l1(x, gt, m)), rel=1e-5)
+
+
+def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys):
+    assert main(["--set", str(tiny_set), "--ring", "0,4", "--shrink", "8", "--compensate", "1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| variant | overall |") and len(out) == 4
+    with pytest.raises(SystemExit):
+        main(["--set", str(tiny_set), "--ring", "-1"])
+    assert main(["--set", str(tiny_set / "missing")]) == 2
