@@ -56,17 +56,29 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _ints(text: str) -> list[int]:
+def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def flags(text: str) -> list[bool]:
+    """``0,1`` → [False, True]; anything but 0 or 1 is an error."""
+    values = text.split(",")
+    if any(v not in ("0", "1") for v in values):
+        raise ValueError(text)
+    return [v == "1" for v in values]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.prior_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", required=True, help="an evaluation set (make_set output, shards or a folder)")
-    parser.add_argument("--ring", type=_ints, default=[4, 32], help="comma-separated rings in px (window 4·ring+1)")
-    parser.add_argument("--shrink", type=lambda t: [float(v) for v in t.split(",")], default=[4.0, 8.0])
-    parser.add_argument("--compensate", type=lambda t: [bool(int(v)) for v in t.split(",")], default=[False, True],
-                        help="0 = raw step, 1 = jump (gradient-compensated)")
+    parser.add_argument("--ring", type=ints, default=[4, 32], help="comma-separated rings in px (window 4·ring+1)")
+    parser.add_argument("--shrink", type=floats, default=[4.0, 8.0], help="comma-separated shrinkage factors")
+    parser.add_argument("--compensate", type=flags, default=[False, True],
+                        help="comma-separated 0 (raw step) and/or 1 (jump, gradient-compensated)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):

@@ -157,6 +157,8 @@ def test_simulation_recipe_takes_a_named_config_and_overrides(cbsd68, tmp_path):
         assert diff[~inside].max() <= 1 / 255 and diff[inside].mean() > 2 / 255
     with pytest.raises(SetError, match="cannot compose simulation 'nope'"):
         make_set(cbsd68, tmp_path / "bad", "simulation", size=48, limit=1, simulation="nope")
+    with pytest.raises(SetError, match="--recipe simulation; got them with --recipe benchmark"):
+        make_set(cbsd68, tmp_path / "bad", "benchmark", size=48, limit=1, sim_overrides=["clean_p=0"])
 
 
 # ------------------------------------------------------------------ evaluate

@@ -52,6 +52,7 @@ def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys)
     assert main(["--set", str(tiny_set), "--ring", "0,4", "--shrink", "8", "--compensate", "1"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("| variant | overall |") and len(out) == 4
-    with pytest.raises(SystemExit):
-        main(["--set", str(tiny_set), "--ring", "-1"])
+    for bad in (["--ring", "-1"], ["--compensate", "2"], ["--shrink", "x"]):
+        with pytest.raises(SystemExit):
+            main(["--set", str(tiny_set), *bad])
     assert main(["--set", str(tiny_set / "missing")]) == 2

@@ -200,6 +200,11 @@ def test_separable_box_sum_equals_the_square_window():
         padded = torch.nn.functional.pad(x, (radius,) * 4)
         reference = torch.nn.functional.avg_pool2d(padded, k, 1) * (k * k)
         assert torch.allclose(_box_sum(x, radius), reference, atol=1e-10)
+    # half precision in, half precision out, but accumulated in float32: a bfloat16 running sum
+    # over a 512-px row would be off by whole units
+    row = torch.full((1, 1, 1, 512), 0.3, dtype=torch.bfloat16)
+    out = _box_sum(row, 8)
+    assert out.dtype == torch.bfloat16 and torch.allclose(out[..., 100:400].float(), torch.full((300,), 5.1), rtol=1e-2)
 
 
 def test_the_gain_on_the_offset_is_learned():

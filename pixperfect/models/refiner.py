@@ -83,7 +83,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             ``"mean"``: the ring means only — the stds also differ where only the texture does
             (a smooth re-inpainted band), which the global head then mistakes for a cast.
         seam_prior: give the network the seam offset (``pixperfect/models/seam_offset.py``: the
-            colour step across the mask boundary, filled smoothly into the edit) as three more
+            colour jump across the mask boundary, filled smoothly into the edit) as three more
             input channels, and add it to the output through a per-pixel gain the head predicts,
             ``x + (1 + g)·offset + Δ``. The untrained refiner then returns ``x + offset`` (a
             training-free seam fix: 0.68× the input's masked L1 on the demo's held-out set), and

@@ -44,13 +44,16 @@ def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 def _box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Sum over a (2r+1)² window (zero outside the image), from running sums along each axis: the
-    cost does not grow with the window (which is half the image side)."""
+    cost does not grow with the window (which is half the image side). Accumulated in float32 at
+    least: a half-precision running sum over a row would lose the window's difference."""
+    dtype = x.dtype
+    x = x.to(torch.promote_types(dtype, torch.float32))
     for dim in (-1, -2):
         n = x.shape[dim]
         running = F.pad(torch.cumsum(x, dim), (1, 0) if dim == -1 else (0, 0, 1, 0))
         i = torch.arange(n, device=x.device)
         x = running.index_select(dim, (i + radius + 1).clamp(max=n)) - running.index_select(dim, (i - radius).clamp(min=0))
-    return x
+    return x.to(dtype)
 
 
 def push_pull_fill(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
