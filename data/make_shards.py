@@ -89,22 +89,28 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def make_shards(src: str | os.PathLike, out: str | os.PathLike, maxcount: int = 1000, prefix: str = "shard",
-                quiet: bool = False, overwrite: bool = False) -> list[Path]:
+                quiet: bool = False, overwrite: bool = False, skip: int = 0) -> list[Path]:
     """Write (or finish writing) the shards; returns their paths.
 
     Files that cannot be decoded are left out, listed in ``shards.json`` and reported; the
     shards hold only usable samples. A re-run with the same source and settings finishes an
     interrupted run; with other settings it is refused (``DataError``) unless ``overwrite``
-    (which deletes the folder's old ``PREFIX-*.tar`` shards first).
+    (which deletes the folder's old ``PREFIX-*.tar`` shards first). ``skip`` leaves out the first
+    images in sorted order: the ones ``evaluation.make_set --limit N`` holds out for a benchmark.
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder {src} does not exist")
     if maxcount < 1:
         raise ValueError(f"--maxcount must be >= 1; got {maxcount}")
+    if skip < 0:
+        raise ValueError(f"--skip must be >= 0; got {skip}")
     candidates = list_images(src)
     if not candidates:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {src}")
+    if skip >= len(candidates):
+        raise ValueError(f"--skip {skip} leaves none of the {len(candidates)} images under {src}")
+    candidates = candidates[skip:]
     keys = [sample_key(src, p) for p in candidates]
     if len(set(keys)) != len(keys):
         raise ValueError("two images map to the same sample key (names differing only in extension or "
@@ -172,9 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="shard", help="shard file name prefix")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace shards in OUT made with other settings (otherwise refused)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N images (sorted by path), e.g. those `evaluation.make_set "
+                             "--limit N` holds out")
     args = parser.parse_args(argv)
     try:
-        paths = make_shards(args.src, args.out, args.maxcount, args.prefix, overwrite=args.overwrite)
+        paths = make_shards(args.src, args.out, args.maxcount, args.prefix, overwrite=args.overwrite,
+                            skip=args.skip)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

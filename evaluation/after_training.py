@@ -43,7 +43,7 @@ def final_evaluation(cfg: DictConfig, export_dir: str | Path, out_dir: str | Pat
         if autoencoder and not Path(str(autoencoder)).exists():
             print(f"final_evaluation: autoencoder {autoencoder} not found; its families are left out")
             autoencoder = None
-        make_set(src, set_dir, ms.recipe, ms.size, ms.seed, ms.get("per_image", 1), autoencoder)
+        make_set(src, set_dir, ms.recipe, ms.size, ms.seed, ms.get("per_image", 1), autoencoder, limit=ms.get("limit"))
     eval_cfg = OmegaConf.create({
         "set": str(set_dir), "refiners": {cfg.task_name: str(export_dir)}, "pool": fe.get("pool"),
         "regions": list(fe.get("regions", ["edit"])), "baselines": list(fe.get("baselines", ["input", "paste_back", "poisson"])),

@@ -2,7 +2,7 @@
 
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 4,32 --shrink 4,8 --compensate 0,1
 
-Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate)`` (push-pull
+Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
 fill, no CG): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
 paste back (the ``seam_offset`` baseline of ``evaluate`` adds the paste-back, like ``membrane``), scored by
 ``evaluation.evaluate`` like any row: masked L1 ÷ the input's, overall and per family. Pick the
@@ -24,19 +24,25 @@ from evaluation.sets import EvalInputError, load_set
 from pixperfect.models.seam_offset import seam_offset
 
 
-def variant(ring: int, shrink: float, compensate: bool):
+def variant(ring: int, shrink: float, compensate: bool, gap: int = 1):
     """An ``evaluate`` method: the edit + the seam offset with these settings (the original unused)."""
     def method(x_gen, mask, x_orig, batch_index):
-        field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate)
+        field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate,
+                            gap=gap)
         return (x_gen.float() + field).clamp(0.0, 1.0)
     return method
 
 
-def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool]) -> dict[str, dict[str, float]]:
-    """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}."""
+def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
+          gaps: list[int] = (1,)) -> dict[str, dict[str, float]]:
+    """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
+    A gap only changes the jump, so raw-step variants are scored once, without one."""
     methods = {"input": lambda g, m, o, i: g}
-    for ring, shrink, comp in itertools.product(rings, shrinks, compensates):
-        methods[f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}"] = variant(ring, shrink, comp)
+    for ring, shrink, comp, gap in itertools.product(rings, shrinks, compensates, gaps):
+        if not comp and gap != gaps[0]:
+            continue
+        name = f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
+        methods[name] = variant(ring, shrink, comp, gap if comp else 1)
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
     table = {}
@@ -79,16 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrink", type=floats, default=[4.0, 8.0], help="comma-separated shrinkage factors")
     parser.add_argument("--compensate", type=flags, default=[False, True],
                         help="comma-separated 0 (raw step) and/or 1 (jump, gradient-compensated)")
+    parser.add_argument("--gap", type=ints, default=[1],
+                        help="comma-separated distances in px at which the jump is read (1 = next to the seam; "
+                             "wider reads feathered seams whole)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
         parser.error("--ring and --shrink take values ≥ 0")
+    if any(g < 1 for g in args.gap):
+        parser.error("--gap takes values ≥ 1")
     try:
         records = load_set(args.set, args.limit)
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(sweep(records, args.ring, args.shrink, args.compensate)))
+    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap)))
     return 0
 
 

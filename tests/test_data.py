@@ -194,6 +194,25 @@ def test_make_shards_resumes(tmp_path):
     assert not (tmp_path / "out" / "shard-000001.tar.tmp").exists()
 
 
+def test_make_shards_skip_leaves_out_exactly_the_photos_make_set_limit_holds_out(tmp_path, capsys):
+    """`make_shards --skip N` + `make_set --limit N` on one folder: disjoint, and together every photo."""
+    from evaluation.make_set import list_photos
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"p{(5 - i) * 7 % 6}.png").write_bytes(png_bytes(i, size=(8, 8)))  # written out of order
+    held_out = {p.stem for p in list_photos(src)[:2]}
+    assert make_shards_main([str(src), str(tmp_path / "out"), "--skip", "2"]) == 0
+    (shard,) = sorted((tmp_path / "out").glob("shard-*.tar"))
+    trained = {s["__key__"] for s in wds.WebDataset(str(shard), shardshuffle=False)}
+    assert held_out == {"p0", "p1"} and trained == {"p2", "p3", "p4", "p5"}
+    assert make_shards_main([str(src), str(tmp_path / "out2"), "--skip", "6"]) == 2
+    assert "--skip 6 leaves none of the 6 images" in capsys.readouterr().err
+    assert make_shards_main([str(src), str(tmp_path / "out3"), "--skip", "-1"]) == 2
+    assert "--skip must be >= 0" in capsys.readouterr().err
+
+
 def test_make_shards_cli_errors(tmp_path, capsys):
     assert make_shards_main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -128,6 +128,40 @@ def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
     assert (tmp_path / "out" / "results.md").is_file()
 
 
+def test_cpu_small_benchmark_holds_out_the_photos_its_shards_skip(compose_cfg, tmp_path):
+    """cpu_small's closing table: Table-1 rows plus pooling, on the first `limit` photos of the folder,
+    exactly the ones `make_shards --skip limit` leaves out of training."""
+    import json
+
+    from data.make_shards import make_shards
+    from evaluation.after_training import final_evaluation
+    from pixperfect.models import CMGANRefiner
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photos / f"img{i}.png")
+    cfg = compose_cfg(["experiment=cpu_small", f"final_evaluation.set={tmp_path / 'bench'}",
+                       f"final_evaluation.make_set.src={photos}", "final_evaluation.make_set.limit=2",
+                       "final_evaluation.make_set.size=48",
+                       "final_evaluation.make_set.autoencoder=null", "final_evaluation.pool=2",
+                       "final_evaluation.lpips_net=null", "final_evaluation.fid=false"])
+    ident = tmp_path / "ident"
+    CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16).save_pretrained(ident)
+    results = final_evaluation(cfg, ident, tmp_path / "out")
+    manifest = json.loads((tmp_path / "bench" / "set.json").read_text())
+    assert manifest["photos"] == 2 and manifest["samples"] == 6 and manifest["seed"] == 2  # its own seed
+    (shard,) = make_shards(photos, tmp_path / "shards", skip=cfg.final_evaluation.make_set.limit, quiet=True)
+    import webdataset as wds
+
+    trained = {s["__key__"] for s in wds.WebDataset(str(shard), shardshuffle=False)}
+    assert trained == {"img2", "img3", "img4"}
+    assert list(results["methods"]) == ["input", "paste_back", "poisson", "reinhard", "membrane", "seam_offset",
+                                        "cpu_small", "cpu_small+pool2"]
+    assert results["methods"]["cpu_small"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
+
+
 @pytest.mark.slow
 def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     import json

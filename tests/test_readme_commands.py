@@ -12,6 +12,7 @@ repository root. What a rule may change, and nothing else:
   of that kind is composed once per job of its sweep (``--cfg`` and ``-m`` exclude each other);
 - a Hydra multirun gets small-and-fast overrides appended (``TINY_MULTIRUN``: ``debug=fast``, a
   tiny model, TAEF2 as the device autoencoder) and runs for real;
+- ``make_shards --skip N`` skips 2 (the tiny folder has 4 photos);
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
 - PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
 - benchmarks run for real.
@@ -113,6 +114,8 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^/data/photos_val$", lambda e: str(e["photos_val"])),
     (r"^/data/photos$", lambda e: str(e["photos"])),
     (r"^/data/shards/(train|val)$", lambda e: str(e["tmp"] / "made_shards" / "{0}")),
+    (r"^\.cache/shards/(\w+)$", lambda e: str(e["tmp"] / "made_shards" / "{0}")),
+    (r"\.cache/shards/\w+/shard-\{\d+\.\.\d+\}\.tar", lambda e: e["train_pattern"]),
     (r"^\.\./shared/weights/taef2$", lambda e: str(TAEF2)),
     (r"^input\.folder=PHOTOS$", lambda e: f"input.folder={e['photos']}"),
     (r"^output\.dir=OUT$", lambda e: f"output.dir={e['tmp'] / 'generated'}"),
@@ -315,6 +318,9 @@ def test_readme_command_runs(command, rule, request):
         assert proc.stdout.strip()
     elif rule == "make_shards":  # in process: same argv, no interpreter start-up
         from data.make_shards import main as make_shards_main
+
+        if "--skip" in argv:  # the tiny photo folder has 4 photos: hold out 2 of them
+            argv[argv.index("--skip") + 1] = "2"
 
         assert make_shards_main(argv[3:]) == 0, f"README command failed: {command}"
         out = Path(argv[4])

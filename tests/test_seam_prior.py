@@ -86,6 +86,59 @@ def test_the_jump_ignores_shading_across_the_seam_and_keeps_a_cast():
         assert residual < (0.02 if compensate else 0.25)
 
 
+def _feathered_cast(sigma: float, cast: float = 0.1, size: int = 96) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(clean ramp, its feathered paste with a cast: alpha = the disc blurred by sigma, disc mask)."""
+    import cv2
+
+    yy, xx = np.mgrid[:size, :size]
+    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3) ** 2).astype(np.float64)
+    alpha = cv2.GaussianBlur(disc, (0, 0), sigma) if sigma else disc
+    ramp = np.broadcast_to(np.linspace(0.2, 0.8, size), (size, size))
+    clean = torch.from_numpy(np.stack([ramp] * 3).copy())[None]
+    return clean, clean + cast * torch.from_numpy(alpha)[None, None], torch.from_numpy(disc)[None, None]
+
+
+@pytest.mark.parametrize("gap", [1, 2, 4, 8])
+def test_a_ramp_is_no_jump_at_any_gap(gap):
+    clean, _, mask = _feathered_cast(0.0)
+    assert seam_offset(clean, mask, ring=0, shrink=0.0, iterations=0, gap=gap).abs().max() < 1e-6
+
+
+def test_a_wider_gap_reads_a_feathered_seam_whole():
+    """A cast pasted through a feather of sigma px is a smooth ramp at the seam: the one-pixel jump
+    compensates it away (< 10% of the cast read), a gap of 3·sigma reads nearly all of it; a hard
+    paste is read whole at every gap."""
+    centre = (..., 48, 48)
+    for sigma, gap, lo, hi in ((2.0, 1, 0.0, 0.1), (2.0, 6, 0.85, 1.05), (0.0, 1, 0.99, 1.01), (0.0, 6, 0.99, 1.01)):
+        _, pasted, mask = _feathered_cast(sigma)
+        read = -seam_offset(pasted, mask, iterations=0, gap=gap)[centre] / 0.1
+        assert (lo <= read).all() and (read <= hi).all(), (sigma, gap, read)
+
+
+def test_gap_one_is_the_first_estimator_and_bad_gaps_are_errors():
+    g = torch.Generator().manual_seed(5)
+    image, mask = torch.rand(1, 3, 40, 40, generator=g), _blob_mask(40, 40).float()
+    assert torch.equal(seam_offset(image, mask, gap=1), seam_offset(image, mask))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="gap must be a whole number"):
+            seam_offset(image, mask, gap=bad)
+
+
+def test_refiner_seam_gap_is_a_fraction_of_the_side():
+    """``seam_gap=1/64``: the untrained refiner adds the offset read 4 px out at 256² (2 at 128²)."""
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_gap=1 / 64)
+    for size, gap in ((128, 2), (256, 4)):
+        _, pasted, mask = _feathered_cast(0.01 * size, size=size)
+        pasted, mask = pasted.float(), mask.float()
+        with torch.no_grad():
+            out = refiner(pasted, mask)
+        expected = (pasted + seam_offset(pasted, mask, iterations=0, gap=gap)).clamp(0, 1)
+        assert torch.allclose(out, expected, atol=1e-6)
+        assert not torch.allclose(out, (pasted + seam_offset(pasted, mask, iterations=0)).clamp(0, 1), atol=1e-3)
+    with pytest.raises(ValueError, match="seam_gap"):
+        CMGANRefiner(channels=[8, 16, 32], seam_prior=True, seam_gap=0.5)
+
+
 def test_no_step_no_offset_and_nothing_outside_the_mask():
     g = torch.Generator().manual_seed(2)
     image = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)

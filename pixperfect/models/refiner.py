@@ -91,6 +91,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             the paper; measured in the README ("The seam prior").
         seam_gain: with ``seam_prior``, predict the gain g (true) or add the offset as it is
             (false: ``x + offset + Δ``; training cannot turn the prior down through a gain).
+        seam_gap: how far from the seam the prior reads the jump, as a fraction of the image's
+            short side (0 = next to the seam, the first estimator; ``1/64`` = 4 px at 256²: a
+            feathered seam, which the one-pixel jump compensates away, is then read whole).
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -109,6 +112,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         boundary_stats: bool | str = True,
         seam_prior: bool = False,
         seam_gain: bool = True,
+        seam_gap: float = 0.0,
     ):
         super().__init__()
         if output not in ("residual", "affine"):
@@ -121,6 +125,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
 
         self.seam_prior = bool(seam_prior)
         self.seam_gain = self.seam_prior and bool(seam_gain)
+        if not 0.0 <= seam_gap < 0.25:
+            raise ValueError(f"seam_gap is a fraction of the image side in [0, 0.25); got {seam_gap}")
+        self.seam_gap = float(seam_gap)
         self.stem = Conv2d(7 if self.seam_prior else 4, channels[0], 3)
         self.down = nn.ModuleList(DownBlock(channels[i], channels[i + 1]) for i in range(len(channels) - 1))
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
@@ -158,7 +165,8 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         inputs = [image * 2.0 - 1.0, m]
         if self.seam_prior:
             with torch.no_grad():  # a fixed function of the input, like the mask
-                offset = seam_offset(image.detach(), m, iterations=0)
+                gap = max(1, round(self.seam_gap * min(h0, w0)))
+                offset = seam_offset(image.detach(), m, iterations=0, gap=gap)
             inputs.append(2.0 * offset)
         x = lrelu(self.stem(torch.cat(inputs, dim=1)))
         skips = []

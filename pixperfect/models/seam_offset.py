@@ -83,15 +83,36 @@ def _masked_laplacian(h: torch.Tensor, m: torch.Tensor, degree: torch.Tensor) ->
     return out * m
 
 
+def _jump(image: torch.Tensor, m: torch.Tensor, inside: torch.Tensor, dy: int, dx: int, gap: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(jump, valid) across the crossing from mask pixel q to its background neighbour in direction d,
+    read ``gap`` px out and ``gap − 1`` px in: ``P − Q`` less the linear prediction from the slopes
+    one gap further out and in, ``(2g−1)/2g · ((P₂ − P) + (Q − Q₂))``. Zero on a linear ramp; a
+    feathered step of half-width < gap is read whole. ``valid`` where P, P₂ are background and Q, Q₂
+    are in the mask."""
+    def at(x, k):  # x at k px along d from the mask pixel (k < 0: into the mask)
+        return _shift(x, k * dy, k * dx)
+
+    outer, outer2, inner, inner2 = gap, 2 * gap, -(gap - 1), -(2 * gap - 1)
+    background = inside * (1.0 - m)
+    valid = at(background, outer) * at(background, outer2) * at(m, inner) * at(m, inner2)
+    c = (2 * gap - 1) / (2 * gap)
+    jump = at(image, outer) - at(image, inner) - c * (at(image, outer2) - at(image, outer)) - c * (at(image, inner) - at(image, inner2))
+    return jump, valid
+
+
 def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: float,
-              compensate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              compensate: bool = False, gap: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(flux, crossings): per mask pixel, the sum over its background 4-neighbours p of the
     smoothed and shrunk step ``image[p] − image[q]``, and the number of such neighbours.
 
     ``compensate`` measures the *jump* instead: the step less what the image's own gradient on
     both sides predicts, ``1.5·p − 0.5·p₂ − 1.5·q + 0.5·q₂`` with p₂, q₂ one more pixel out and in
     (zero on any linear ramp; the plain step where the mask is too thin for q₂ or p₂). A cast is a
-    jump; an edge or shading crossing the seam is not."""
+    jump; an edge or shading crossing the seam is not. ``gap`` > 1 reads the jump between pixels
+    ``gap`` px out and ``gap − 1`` in (see ``_jump``), so a feathered seam, a ramp a few pixels wide
+    that the one-pixel jump compensates away, is read whole; where the mask or the background is too
+    thin for it, the one-pixel jump is used."""
     m = (mask > 0.5).to(image.dtype)
     inside = torch.ones_like(m)
     step_sum = torch.zeros_like(image)
@@ -100,10 +121,11 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
         crossing = m * _shift(inside, dy, dx) * (1.0 - _shift(m, dy, dx))  # neighbour exists and is background
         step = _shift(image, dy, dx) - image
         if compensate:
-            out2, out2_bg = _shift(image, 2 * dy, 2 * dx), _shift(inside, 2 * dy, 2 * dx) * (1.0 - _shift(m, 2 * dy, 2 * dx))
-            deep = crossing * out2_bg * _shift(m, -dy, -dx)  # q₂ = q − d in the mask, p₂ = q + 2d background
-            jump = step - 0.5 * (out2 - _shift(image, dy, dx)) - 0.5 * (image - _shift(image, -dy, -dx))
+            jump, deep = _jump(image, m, inside, dy, dx, 1)  # q₂ = q − d in the mask, p₂ = q + 2d background
             step = deep * jump + (1.0 - deep) * step
+            if gap > 1:
+                jump, deep = _jump(image, m, inside, dy, dx, gap)
+                step = deep * jump + (1.0 - deep) * step
         step_sum = step_sum + crossing * step
         crossings = crossings + crossing
     if radius > 0:  # average the step along the boundary; shrink it where it is noise
@@ -121,24 +143,26 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
 
 
 def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None, shrink: float = 8.0,
-                iterations: int | None = None, compensate: bool = True) -> torch.Tensor:
+                iterations: int | None = None, compensate: bool = True, gap: int = 1) -> torch.Tensor:
     """N×3×H×W additive correction, zero outside the mask: the membrane whose boundary flux is the
     (gradient-compensated, smoothed, shrunk) colour step from the edit to the background.
 
     ``ring`` sets the smoothing window along the boundary, 4·ring+1 px with ``ring = max(2, side //
     8)`` by default (half the image side: casts vary slowly; 0 = raw step); ``shrink`` the
-    Wiener-style shrinkage (0 = none); ``compensate`` the jump rather than the raw step (see
-    ``seam_step``); ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the
+    Wiener-style shrinkage (0 = none); ``compensate`` the jump rather than the raw step and ``gap``
+    how far from the seam it is read (see ``seam_step``); ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the
     push-pull start only). ``ring=0, shrink=0, compensate=False`` with iterations is the exact
     membrane. A mask with no boundary gives zeros.
     """
     check_image_and_mask(image, mask)
     if (ring is not None and ring < 0) or shrink < 0 or (iterations is not None and iterations < 0):
         raise ValueError(f"seam_offset: ring, shrink and iterations must be ≥ 0; got {ring}, {shrink}, {iterations}")
+    if int(gap) != gap or gap < 1:
+        raise ValueError(f"seam_offset: gap must be a whole number of pixels ≥ 1; got {gap}")
     h, w = image.shape[-2:]
     r = max(2, min(h, w) // 8) if ring is None else ring
     m = (mask > 0.5).to(image.dtype)
-    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate)
+    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate, int(gap))
     # start: the per-pixel step filled into the interior (exact for a uniform cast)
     x = push_pull_fill(flux / crossings.clamp_min(1.0), crossings.clamp(max=1.0)) * m
     ones = torch.ones_like(m)
