@@ -48,6 +48,11 @@ def main(cfg: DictConfig) -> float | None:
               "folder of photos the refiner is not trained on, e.g. final_evaluation.make_set.src=/data/heldout",
               file=sys.stderr)
         raise SystemExit(2)
+    limit = (fe.get("make_set") or {}).get("limit") if fe and not Path(str(fe.set)).exists() else None
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        print(f"error: final_evaluation.make_set.limit must be a whole number of photos ≥ 1 (or null for all); "
+              f"got {limit!r}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         metrics = train(cfg, after_export=final_evaluation_hook(cfg))
     except Exception as exc:  # bad data or data settings: one line and exit 2, no traceback

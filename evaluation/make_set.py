@@ -124,6 +124,8 @@ def make_set(src: str | os.PathLike, out: str | os.PathLike, recipe: str = "benc
         raise SetError(f"--size must be at least 32; got {size}")
     if per_image < 1:
         raise SetError(f"--per-image must be at least 1; got {per_image}")
+    if limit is not None and (int(limit) != limit or limit < 1):
+        raise SetError(f"--limit must be a whole number of photos ≥ 1 (or unset for all); got {limit}")
     if recipe != "simulation" and (simulation != "default" or sim_overrides):
         raise SetError(f"--simulation and --sim-override choose the training simulation of --recipe simulation; "
                        f"got them with --recipe {recipe}")

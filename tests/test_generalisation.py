@@ -102,6 +102,13 @@ def test_unserved_vae_round_trips_warn_loudly():
         warn_unserved_vae(sim, None)
 
 
+def _small_final_evaluation(experiment: str, bench, photos, *extra: str) -> list[str]:
+    """Overrides for an experiment's closing evaluation at test size: 48² set, no autoencoder, LPIPS or FID."""
+    return [f"experiment={experiment}", f"final_evaluation.set={bench}", f"final_evaluation.make_set.src={photos}",
+            "final_evaluation.make_set.size=48", "final_evaluation.make_set.autoencoder=null",
+            "final_evaluation.lpips_net=null", "final_evaluation.fid=false", *extra]
+
+
 def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
     """The demo's closing table comes from `evaluate` on a benchmark set built from the held-out
     photos (not the training simulation); an identity refiner scores exactly like the input."""
@@ -110,10 +117,8 @@ def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
     from evaluation.after_training import final_evaluation
     from pixperfect.models import CMGANRefiner
 
-    cfg = compose_cfg(["experiment=demo", f"final_evaluation.set={tmp_path / 'bench'}",
-                       f"final_evaluation.make_set.src={tmp_path / 'photos'}", "final_evaluation.make_set.size=48",
-                       "final_evaluation.make_set.per_image=3", "final_evaluation.make_set.autoencoder=null",
-                       "final_evaluation.lpips_net=null", "final_evaluation.fid=false"])
+    cfg = compose_cfg(_small_final_evaluation("demo", tmp_path / "bench", tmp_path / "photos",
+                                              "final_evaluation.make_set.per_image=3"))
     ident = tmp_path / "ident"
     CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16).save_pretrained(ident)
     results = final_evaluation(cfg, ident, tmp_path / "out")
@@ -142,11 +147,8 @@ def test_cpu_small_benchmark_holds_out_the_photos_its_shards_skip(compose_cfg, t
     rng = np.random.default_rng(0)
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photos / f"img{i}.png")
-    cfg = compose_cfg(["experiment=cpu_small", f"final_evaluation.set={tmp_path / 'bench'}",
-                       f"final_evaluation.make_set.src={photos}", "final_evaluation.make_set.limit=2",
-                       "final_evaluation.make_set.size=48",
-                       "final_evaluation.make_set.autoencoder=null", "final_evaluation.pool=2",
-                       "final_evaluation.lpips_net=null", "final_evaluation.fid=false"])
+    cfg = compose_cfg(_small_final_evaluation("cpu_small", tmp_path / "bench", photos,
+                                              "final_evaluation.make_set.limit=2", "final_evaluation.pool=2"))
     ident = tmp_path / "ident"
     CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16).save_pretrained(ident)
     results = final_evaluation(cfg, ident, tmp_path / "out")
@@ -160,6 +162,29 @@ def test_cpu_small_benchmark_holds_out_the_photos_its_shards_skip(compose_cfg, t
     assert list(results["methods"]) == ["input", "paste_back", "poisson", "reinhard", "membrane", "seam_offset",
                                         "cpu_small", "cpu_small+pool2"]
     assert results["methods"]["cpu_small"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
+
+
+def test_train_refuses_a_bad_closing_set_limit_before_training(tmp_path):
+    """A bad ``final_evaluation.make_set.limit`` would only fail after hours of training: it is one
+    line and exit 2 at start-up, with nothing written."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", "experiment=cpu_small", "data.train_shards=unused.tar",
+                           f"final_evaluation.set={tmp_path / 'bench'}", f"final_evaluation.make_set.src={tmp_path}",
+                           "final_evaluation.make_set.limit=0", f"hydra.run.dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "final_evaluation.make_set.limit must be a whole number of photos ≥ 1" in proc.stderr
+    assert not (run_dir / "checkpoints").exists() and not (tmp_path / "bench").exists()
+    from evaluation.make_set import SetError, make_set
+
+    with pytest.raises(SetError, match="--limit must be a whole number of photos ≥ 1"):
+        make_set(tmp_path, tmp_path / "set", limit=-1)
 
 
 @pytest.mark.slow
