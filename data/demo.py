@@ -30,6 +30,27 @@ def _photo(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
+def stored_photo(name: str) -> Image.Image:
+    """A demo photo as the shards hold it: RGB, longest side at most ``MAX_SIDE``."""
+    im = Image.fromarray(_photo(name)).convert("RGB")
+    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+    return im
+
+
+def write_demo_photos(folder: str | os.PathLike, split: str = "train") -> Path:
+    """Write one split's photos, as the shards hold them, as ``NAME.png`` under ``folder`` (for
+    ``evaluation.make_set``: e.g. a set of the *training* photos, to tell memory from generalisation)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TRAIN_PHOTOS if split == "train" else VAL_PHOTOS:
+        path = folder / f"{name}.png"
+        if not path.is_file():
+            stored_photo(name).save(path)
+    return folder
+
+
 def write_demo_shards(cache_dir: str | os.PathLike) -> tuple[str, str]:
     """Write ``train-000000.tar`` and ``val-000000.tar`` under ``cache_dir`` if absent; return their paths."""
     import webdataset as wds
@@ -44,9 +65,7 @@ def write_demo_shards(cache_dir: str | os.PathLike) -> tuple[str, str]:
             with wds.TarWriter(str(tmp), mtime=0.0) as sink:  # fixed mtime: byte-reproducible shards
                 for name in names:
                     buf = io.BytesIO()
-                    im = Image.fromarray(_photo(name)).convert("RGB")
-                    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
-                    im.save(buf, format="PNG")
+                    stored_photo(name).save(buf, format="PNG")
                     sink.write({"__key__": name, "png": buf.getvalue()})
             os.replace(tmp, path)
         paths.append(str(path))
@@ -57,3 +76,20 @@ def demo_datamodule(cache_dir: str, **kwargs) -> ShardDataModule:
     """A ``ShardDataModule`` on the demo shards (written to ``cache_dir`` on first use)."""
     train, val = write_demo_shards(cache_dir)
     return ShardDataModule(train_shards=train, val_shards=val, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m data.demo",
+                                     description="Write the demo's photos (as its shards hold them) to a folder.")
+    parser.add_argument("out", help="folder to write NAME.png into")
+    parser.add_argument("--split", default="train", choices=("train", "val"))
+    args = parser.parse_args(argv)
+    folder = write_demo_photos(args.out, args.split)
+    print(f"wrote {len(list(folder.glob('*.png')))} photos to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,14 +1,18 @@
 """Per-family learning curves: which artifact families does a refiner variant learn, and by when?
 
-    python -m evaluation.learnability --set SET --at 0,200,400,800 --name demo [train overrides ...]
+    python -m evaluation.learnability --set SET [--set SET2 ...] --at 0,200,400,800 --name demo [train overrides ...]
     python -m evaluation.learnability --plot runs/*.jsonl --png docs/learning_curves.png
 
 Trains with the real training step (``train.py``'s config; ``experiment=demo`` unless an override
 names another) and, at each step in ``--at``, scores the EMA refiner (``region="edit"``, as users
-run it) on ``SET`` — a set made by ``evaluation.make_set`` from photos and with artifact code that
-training never saw. It prints, per artifact family, the refiner's masked L1 divided by the
-input's (< 1: the family is being learned; > 1: the refiner harms it) and appends one JSON line
-per measurement to ``--out``. ``--plot`` draws the curves of one or more such files.
+run it) on each ``SET`` — sets made by ``evaluation.make_set``. It prints, per set and artifact
+family, the refiner's masked L1 divided by the input's (< 1: the family is being learned; > 1: the
+refiner harms it) and appends one JSON line per measurement to ``--out``. ``--plot`` draws the
+curves of one or more such files.
+
+Several sets in one run separate the reasons a refiner does not improve on a benchmark: the
+training simulation on the *training* photos (memory), the same simulation on *held-out* photos
+(generalisation to new content), and a ``benchmark`` set (artifact code training never ran).
 """
 
 from __future__ import annotations
@@ -26,18 +30,30 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def set_label(path: str) -> str:
+    """A set's name in tables and plots: its folder's name."""
+    return Path(str(path).rstrip("/")).name or str(path)
+
+
 class BenchmarkCurve(L.Callback):
-    """Scores the EMA refiner on an evaluation set at given training steps; stops after the last."""
+    """Scores the EMA refiner on one or more evaluation sets at given training steps; stops after the last.
+
+    ``records``: one set's records, or ``{label: records}`` for several; ``set``: a set's folder,
+    or a list of folders (the callback form from the command line).
+    """
 
     def __init__(self, records=None, at_steps: list[int] = (0,), name: str = "run", out: str | None = None,
-                 batch_size: int = 8, set: str | None = None, limit: int | None = None, stop: bool = True):
+                 batch_size: int = 8, set=None, limit: int | None = None, stop: bool = True):
         if records is None:  # added to any training run from the command line:
             # +callbacks.benchmark_curve._target_=evaluation.learnability.BenchmarkCurve +callbacks.benchmark_curve.set=SET
             from evaluation.sets import load_set
 
-            records = load_set(str(set), limit)
+            if set is None:
+                raise ValueError("BenchmarkCurve needs records or set (an evaluation set's folder, or a list of them)")
+            folders = [set] if isinstance(set, (str, os.PathLike)) else list(set)
+            records = {set_label(f): load_set(str(f), limit) for f in folders}
         self.stop = stop
-        self.records = records
+        self.sets = dict(records) if isinstance(records, dict) else {"": records}
         self.at = sorted({int(s) for s in at_steps})
         self.name = name
         self.out = Path(out) if out else None
@@ -51,19 +67,20 @@ class BenchmarkCurve(L.Callback):
 
         refiner = Refiner(pl_module.ema.module)
         methods = {"input": lambda g, m, o, i: g, "refiner": refiner_method(refiner, 1, "edit", 0)}
-        with torch.no_grad():
-            results, _ = evaluate(self.records, methods, self.batch_size, progress=False)
-        row = {"name": self.name, "step": step, "seconds": round(time.time() - self.t0, 1),
-               "overall": results["methods"]["refiner"]["masked_l1_ratio"],
-               "bg_mse": results["methods"]["refiner"]["bg_mse"],
-               "families": {f: v["refiner"]["masked_l1_ratio"] if v["refiner"]["masked_l1_ratio"] is not None
-                            else v["refiner"]["masked_l1"] for f, v in results["families"].items()}}
-        self.rows.append(row)
-        print(json.dumps(row), flush=True)
-        if self.out is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        for label, records in self.sets.items():
+            with torch.no_grad():
+                results, _ = evaluate(records, methods, self.batch_size, progress=False)
+            row = {"name": self.name, "set": label, "step": step, "seconds": round(time.time() - self.t0, 1),
+                   "overall": results["methods"]["refiner"]["masked_l1_ratio"],
+                   "bg_mse": results["methods"]["refiner"]["bg_mse"],
+                   "families": {f: v["refiner"]["masked_l1_ratio"] if v["refiner"]["masked_l1_ratio"] is not None
+                                else v["refiner"]["masked_l1"] for f, v in results["families"].items()}}
+            self.rows.append(row)
+            print(json.dumps(row), flush=True)
+            if self.out is not None:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.time()
@@ -79,12 +96,16 @@ class BenchmarkCurve(L.Callback):
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one row per step, the overall ratio and one column per family."""
+    """Markdown: one row per (set, step), the overall ratio and one column per family; a family a
+    set does not have is ``–``. Rows are grouped by set, so a set's curve reads top to bottom."""
     fams = sorted({f for r in rows for f in r["families"]} - {"boundary.feathered", "boundary.hard"})
-    lines = ["| variant | step | overall | " + " | ".join(fams) + " |", "|---|---:|---:|" + "---:|" * len(fams)]
-    for r in rows:
-        cells = [f"{r['families'].get(f, float('nan')):.3f}" for f in fams]
-        lines.append(f"| {r['name']} | {r['step']} | {r['overall']:.3f} | " + " | ".join(cells) + " |")
+    labels = list(dict.fromkeys(r.get("set", "") for r in rows))
+    lines = ["| variant | set | step | overall | " + " | ".join(fams) + " |", "|---|---|---:|---:|" + "---:|" * len(fams)]
+    for label in labels:
+        for r in (r for r in rows if r.get("set", "") == label):
+            cells = [f"{r['families'][f]:.3f}" if f in r["families"] else "–" for f in fams]
+            overall = "–" if r["overall"] is None else f"{r['overall']:.3f}"  # None: the set has no error (clean)
+            lines.append(f"| {r['name']} | {label or '–'} | {r['step']} | {overall} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -96,21 +117,21 @@ def plot(files: list[str], png: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for f in files for line in Path(f).read_text().splitlines() if line.strip()]
-    names = list(dict.fromkeys(r["name"] for r in rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
-        rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["step"])
+    panels = list(dict.fromkeys((r["name"], r.get("set", "")) for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False, sharey=True)
+    for ax, (name, label) in zip(axes[0], panels):
+        rs = sorted((r for r in rows if r["name"] == name and r.get("set", "") == label), key=lambda r: r["step"])
         steps = [r["step"] for r in rs]
         fams = sorted({f for r in rs for f in r["families"]} - {"boundary.feathered", "boundary.hard", "clean"})
         for fam in fams:
             ax.plot(steps, [r["families"].get(fam) for r in rs], marker="o", ms=3, label=fam)
         ax.plot(steps, [r["overall"] for r in rs], "k-", lw=2.5, label="overall")
         ax.axhline(1.0, color="grey", ls="--", lw=1)
-        ax.set_title(name)
+        ax.set_title(f"{name} on {label}" if label else name)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("masked L1 / input's (held-out benchmark)")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=6, loc="upper right")  # per panel: sets made by different recipes name their families differently
+    axes[0][0].set_ylabel("masked L1 / input's")
     fig.tight_layout()
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
@@ -118,7 +139,8 @@ def plot(files: list[str], png: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.learnability", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", help="evaluation set (folder of shards or triples; evaluation.make_set)")
+    parser.add_argument("--set", action="append", default=[],
+                        help="evaluation set (folder of shards or triples; evaluation.make_set); repeat for several")
     parser.add_argument("--at", default="0,100,200,400", help="comma-separated training steps to measure at")
     parser.add_argument("--name", default="variant", help="variant name in the table and plot")
     parser.add_argument("--out", default=None, help="append JSON lines here")
@@ -144,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.sets import EvalInputError, load_set
     from pixperfect.training.run import build
 
+    labels = [set_label(s) for s in args.set]
+    if len(set(labels)) != len(labels):
+        print(f"error: two --set folders have the same name ({', '.join(labels)}); the tables need them apart",
+              file=sys.stderr)
+        return 2
     try:
-        records = load_set(args.set, args.limit)
+        records = {label: load_set(s, args.limit) for label, s in zip(labels, args.set)}
     except EvalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

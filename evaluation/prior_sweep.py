@@ -1,6 +1,7 @@
 """How should the seam prior measure the step? Score variants of ``seam_offset`` on a set.
 
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 4,32 --shrink 4,8 --compensate 0,1
+    python -m evaluation.prior_sweep --set eval_sets/cbsd20_sim_128 --ring 16 --shrink 8 --compensate 1 --oracle-gain
 
 Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
 fill, no CG): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
@@ -21,6 +22,7 @@ import torch
 
 from evaluation.evaluate import evaluate
 from evaluation.sets import EvalInputError, load_set
+from pixperfect.metrics import masked_l1
 from pixperfect.models.seam_offset import seam_offset
 
 
@@ -33,16 +35,36 @@ def variant(ring: int, shrink: float, compensate: bool, gap: int = 1):
     return method
 
 
+ORACLE_GAINS = tuple(round(-0.5 + 0.1 * i, 1) for i in range(26))  # -0.5 … 2.0: off, reversed, under/over-shot
+
+
+def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gains=ORACLE_GAINS):
+    """The edit + a·offset with, per sample, the gain a that scores best against the target: what a
+    refiner that learned one perfect gain per image would reach. It reads the target, so it is an
+    upper bound (the headroom of learning a per-image gain on the prior), never a method."""
+    def method(x_gen, mask, x_gt, batch_index):
+        x_gen = x_gen.float()
+        field = seam_offset(x_gen, mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate, gap=gap)
+        outs = torch.stack([(x_gen + a * field).clamp(0.0, 1.0) for a in gains])  # G×N×3×H×W
+        errors = torch.stack([masked_l1(o, x_gt, mask) for o in outs])  # G×N, the metric the table reports
+        best = errors.argmin(dim=0)
+        return outs[best, torch.arange(x_gen.shape[0])]
+    return method
+
+
 def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
-          gaps: list[int] = (1,)) -> dict[str, dict[str, float]]:
+          gaps: list[int] = (1,), oracle_gain: bool = False) -> dict[str, dict[str, float]]:
     """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
-    A gap only changes the jump, so raw-step variants are scored once, without one."""
+    A gap only changes the jump, so raw-step variants are scored once, without one. ``oracle_gain``
+    adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``)."""
     methods = {"input": lambda g, m, o, i: g}
     for ring, shrink, comp, gap in itertools.product(rings, shrinks, compensates, gaps):
         if not comp and gap != gaps[0]:
             continue
         name = f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
         methods[name] = variant(ring, shrink, comp, gap if comp else 1)
+        if oracle_gain:
+            methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1)
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
     table = {}
@@ -88,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=ints, default=[1],
                         help="comma-separated distances in px at which the jump is read (1 = next to the seam; "
                              "wider reads feathered seams whole)")
+    parser.add_argument("--oracle-gain", action="store_true",
+                        help="add each variant's upper bound: the best gain on the offset per image, chosen with "
+                             "the target (what learning a per-image gain could reach at most)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -99,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap)))
+    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain)))
     return 0
 
 

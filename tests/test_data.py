@@ -227,3 +227,26 @@ def test_demo_shards_hold_out_validation_photos(tmp_path):
     assert val_keys == list(VAL_PHOTOS) and not train_keys & set(val_keys) and len(train_keys) >= 5
     before = Path(train).stat().st_mtime_ns
     assert write_demo_shards(tmp_path) == (train, val) and Path(train).stat().st_mtime_ns == before
+
+
+def test_demo_photos_cli_writes_the_pixels_the_shards_hold(tmp_path, capsys):
+    """`python -m data.demo OUT --split train`: the training photos as the training shards store them
+    (a set made from them measures memory, not generalisation)."""
+    import io
+
+    import numpy as np
+    import webdataset as wds
+    from PIL import Image
+
+    from data.demo import TRAIN_PHOTOS, main
+
+    train, _ = write_demo_shards(tmp_path / "cache")
+    stored = {s["__key__"]: np.asarray(Image.open(io.BytesIO(s["png"])).convert("RGB"))
+              for s in wds.WebDataset(train, shardshuffle=False)}
+    assert main([str(tmp_path / "photos")]) == 0
+    written = {p.stem: np.asarray(Image.open(p)) for p in sorted((tmp_path / "photos").glob("*.png"))}
+    assert sorted(written) == sorted(TRAIN_PHOTOS) == sorted(stored)
+    assert all(np.array_equal(written[k], stored[k]) for k in stored)
+    assert "wrote 7 photos" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "v"), "--split", "test"])

@@ -197,17 +197,25 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     from evaluation.make_set import make_set
 
     make_set(cbsd68, tmp_path / "bench", "benchmark", size=48, seed=0, limit=6)
+    make_set(cbsd68, tmp_path / "sim", "simulation", size=48, seed=1, limit=3)
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "curve.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "evaluation.learnability", "--set", str(tmp_path / "bench"),
-                           "--at", "0,2,4", "--name", "tiny", "--out", str(out), "model=cmgan_tiny",
-                           "data.resolution=32", "data.batch_size=4", "data.num_workers=0"],
-                          cwd=root, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "evaluation.learnability", "--set", str(tmp_path / "bench"), "--set", str(tmp_path / "sim"),
+           "--at", "0,2,4", "--name", "tiny", "--out", str(out), "model=cmgan_tiny", "model.refiner.seam_prior=false",
+           "data.resolution=32", "data.batch_size=4", "data.num_workers=0"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 2, 4]
-    assert rows[0]["overall"] == 1.0  # the zero-initialised refiner is the identity
-    assert "| variant | step | overall |" in proc.stdout and "| tiny | 4 |" in proc.stdout
+    assert [(r["step"], r["set"]) for r in rows] == [(s, n) for s in (0, 2, 4) for n in ("bench", "sim")]
+    assert rows[0]["overall"] == rows[1]["overall"] == 1.0  # the zero-initialised refiner is the identity
+    assert "| variant | set | step | overall |" in proc.stdout
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| tiny |")]
+    assert [line.split(" | ")[1:3] for line in table] == [[n, str(s)] for n in ("bench", "sim") for s in (0, 2, 4)]
+    # two sets whose folders share a name could not be told apart in the table: refused
+    (tmp_path / "other").mkdir()
+    (tmp_path / "bench").rename(tmp_path / "other" / "sim")
+    proc = subprocess.run(cmd[:4] + [str(tmp_path / "other" / "sim")] + cmd[5:], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "same name" in proc.stderr
 
 
 def test_jpeg_backends_agree_in_distribution(photo):
@@ -249,3 +257,39 @@ def test_irreducible_share_is_zero_without_scene_texture(cbsd68_photos):
     shares = irreducible_share(cbsd68_photos[:3], 48, per_photo=4)
     assert shares["without texture"] == 0.0  # colour/band/boundary only: the target is the clean photo
     assert 0.0 < shares["with texture"] < 1.0 and 0.0 < shares["all"] <= shares["with texture"]
+
+
+def test_fit_probe_fits_one_fixed_batch(capsys):
+    """--overfit trains and measures one fixed batch: the zero-initialised refiner (no prior) starts
+    as the identity (ratio 1) and the L1 steps lower the batch's own error."""
+    import json
+
+    from evaluation.fit_probe import main
+
+    assert main(["--overfit", "--steps", "6", "--every", "3", "--lr", "2e-3", "model=cmgan_tiny",
+                 "model.refiner.seam_prior=false", "data.resolution=32", "data.batch_size=4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert rows[0]["masked_l1_ratio"] == 1.0
+    assert rows[-1]["masked_l1_ratio"] < 0.99
+    assert {r["measured_on"] for r in rows} == {"the fixed training batch"}
+    assert main(["--steps", "0"]) == 2
+    assert main(["--overfit", "--set", "eval_sets/any"]) == 2  # the fixed batch is what --overfit measures
+
+
+@pytest.mark.slow
+def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
+    """--set: the same yardstick for any simulation; step 0 of the refiner without a prior is the
+    identity on it, and the rows name the set."""
+    import json
+
+    from evaluation.fit_probe import main
+    from evaluation.make_set import make_set
+
+    make_set(cbsd68, tmp_path / "bench", "benchmark", size=32, seed=0, limit=4)
+    assert main(["--steps", "2", "--every", "1", "--set", str(tmp_path / "bench"), "model=cmgan_tiny",
+                 "model.refiner.seam_prior=false", "data.resolution=32", "data.batch_size=2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["masked_l1_ratio"] == 1.0
+    assert {r["measured_on"] for r in rows} == {str(tmp_path / "bench")}
+    assert main(["--steps", "2", "--set", str(tmp_path / "missing")]) == 2

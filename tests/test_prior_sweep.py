@@ -59,3 +59,23 @@ def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys)
         with pytest.raises(SystemExit):
             main(["--set", str(tiny_set), *bad])
     assert main(["--set", str(tiny_set / "missing")]) == 2
+
+
+def test_oracle_gain_is_the_best_gain_per_image_and_bounds_the_variant(tiny_set, capsys):
+    """The oracle row picks, per image, the gain on the offset that scores best against the target:
+    never worse than gain 1 (the variant) or gain 0 (the input), and equal to a direct search."""
+    from pixperfect.metrics.image import masked_l1
+
+    records = load_set(str(tiny_set))
+    table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True], oracle_gain=True)
+    plain, oracle = table["jump ring=4 shrink=0"], table["jump ring=4 shrink=0 oracle gain"]
+    assert oracle["overall"] <= min(plain["overall"], 1.0) + 1e-9
+    assert oracle["clean"] <= plain["clean"] + 1e-9
+    d = records[0].decode()
+    x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
+    field = seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)
+    best = min(float(masked_l1((x + a * field).clamp(0, 1), gt, m)) for a in np.round(np.arange(-0.5, 2.01, 0.1), 1))
+    assert oracle["color_uniform"] == pytest.approx(best / float(masked_l1(x, gt, m)), rel=1e-5)
+    assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--oracle-gain"]) == 0
+    names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert names == ["jump ring=4 shrink=0", "jump ring=4 shrink=0 oracle gain"]

@@ -28,6 +28,7 @@ rule here (or make the command runnable) when you add one to the README.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shlex
@@ -131,6 +132,7 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^DIR_OR_HUB_ID$", lambda e: str(e["sd"])),
     (r"^input\.folder=COCO_IMAGES$", lambda e: f"input.folder={e['photos']}"),
     (r"^\.\./shared/data/cbsd68$", lambda e: str(e["photos"])),
+    (r"^\.cache/demo_photos/\w+$", lambda e: str(e["photos"])),  # a folder of photos: the tiny one
     (r"^eval_sets/\w+$", lambda e: str(e["tmp"] / "eval_sets" / "tiny")),     # make_set's output
     (r"^set=eval_sets/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),  # any set: the tiny one
     (r"^set=\.cache/\w+$", lambda e: f"set={e['tmp'] / 'eval_sets' / 'tiny'}"),   # the demo's own set: the tiny one
@@ -178,6 +180,7 @@ def is_module(name):
 RULES = [
     ("make_dry_run", lambda a: a[0] == "make", ()),
     ("make_shards", is_module("data.make_shards"), ()),
+    ("demo_photos", is_module("data.demo"), ()),
     ("train_multirun", is_hydra_multirun, (pytest.mark.slow,)),  # Table 4: six rows, ~1-2 min on 2 cores
     ("train_cfg_job", lambda a: is_train(a) and not is_hydra_multirun(a), ()),  # GPU/cluster/hub: composed only
     ("preview", is_module("simulation.preview"), (pytest.mark.slow,)),  # ~10 s each
@@ -190,6 +193,7 @@ RULES = [
     ("evaluate", is_module("evaluation.evaluate"), (pytest.mark.slow,)),  # needs the set and a refiner
     ("bench", is_module("evaluation.bench"), (pytest.mark.slow,)),
     ("learnability", is_module("evaluation.learnability"), (pytest.mark.slow,)),  # trains: 2 tiny steps
+    ("fit_probe", is_module("evaluation.fit_probe"), (pytest.mark.slow,)),  # L1 only: 2 tiny steps
     ("amplification", is_module("evaluation.amplification"), (pytest.mark.slow,)),  # fits f on the tiny set
     ("prior_sweep", is_module("evaluation.prior_sweep"), (pytest.mark.slow,)),  # seam-offset variants, tiny set
 ]
@@ -308,7 +312,8 @@ def test_readme_command_runs(command, rule, request):
         pytest.fail(f"no rule for README command {command} (see test_every_readme_command_has_a_rule)")
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
                "evaluate": "full_env", "make_set": "full_env",
-               "learnability": "full_env", "amplification": "full_env", "prior_sweep": "full_env"}.get(rule, "env")
+               "learnability": "full_env", "amplification": "full_env", "prior_sweep": "full_env",
+               "fit_probe": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -325,6 +330,12 @@ def test_readme_command_runs(command, rule, request):
         assert make_shards_main(argv[3:]) == 0, f"README command failed: {command}"
         out = Path(argv[4])
         assert sorted(out.glob("shard-*.tar")), f"{command} wrote no shards to {out}"
+    elif rule == "demo_photos":  # in process: writes the scikit-image photos (no network)
+        from data.demo import main as demo_main
+
+        out = env["tmp"] / "demo_photos_written"  # not the tiny photo folder the path rules map it to
+        assert demo_main([str(out), *argv[4:]]) == 0, f"README command failed: {command}"
+        assert len(list(out.glob("*.png"))) >= 2, command
     elif rule == "train_cfg_job":  # `python train.py ARGS --cfg job`, composed in process (per job of a sweep)
         for job in hydra_jobs(argv[2:]):
             printed = compose_job("train", job)
@@ -397,9 +408,21 @@ def test_readme_command_runs(command, rule, request):
         if "--plot" not in argv:
             ensure_made(env, "make_set", command)
             argv[argv.index("--at") + 1] = "0,2"
+            while argv.count("--set") > 1:  # every eval_sets/… path maps to the one tiny set: keep one
+                i = len(argv) - 1 - argv[::-1].index("--set")
+                del argv[i:i + 2]
             argv += ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.num_workers=0"]
         check(run(argv, timeout=600), command)
         written = argv[argv.index("--png") + 1] if "--plot" in argv else argv[argv.index("--out") + 1]
         assert Path(written).stat().st_size > 0, command
+    elif rule == "fit_probe":  # 2 tiny steps; every line is a measurement, the first the untrained refiner
+        if "--set" in argv:
+            ensure_made(env, "make_set", command)
+        argv[argv.index("--steps") + 1] = "2"
+        argv += ["--every", "1", "model=cmgan_tiny", "data.resolution=32", "data.batch_size=2"]
+        proc = run(argv, timeout=600)
+        check(proc, command)
+        rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        assert [r["step"] for r in rows] == [0, 1, 2] and all(r["masked_l1_ratio"] > 0 for r in rows), proc.stdout
     else:  # pragma: no cover - a rule without a runner
         pytest.fail(f"rule {rule} has no runner")

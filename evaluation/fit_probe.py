@@ -1,0 +1,118 @@
+"""Can a refiner variant fit at all, and how fast? The L1 term alone, no GAN, no EMA.
+
+    python -m evaluation.fit_probe --steps 200 model.refiner.output=residual model.refiner.boundary_stats=false
+    python -m evaluation.fit_probe --overfit --steps 100 --beta1 0.0 --beta2 0.99
+
+Trains the refiner of ``train.py``'s config (``experiment=demo`` unless an override names another)
+with only its pixel-space L1 term (``loss.l1``'s mask and keep weights, ``l1_weight`` of the pixel
+space) and prints, every ``--every`` steps, the refiner's masked L1 divided by the input's on the
+validation set of the data config (held-out photos, the training simulation), or on ``--set`` (one
+yardstick for runs whose simulations differ). With ``--overfit`` it
+trains on one fixed batch and measures that batch: whether the architecture and optimiser can fit
+at all, separately from whether what they fit transfers (``evaluation.learnability`` measures that,
+with the whole training step, on sets the training never made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.fit_probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beta1", type=float, default=0.9, help="Adam β1 (StyleGAN uses 0)")
+    parser.add_argument("--beta2", type=float, default=0.999, help="Adam β2")
+    parser.add_argument("--overfit", action="store_true",
+                        help="train on one fixed batch and report its own ratio (can the optimiser fit at all?)")
+    parser.add_argument("--set", default=None,
+                        help="measure on this evaluation set (evaluation.make_set; one image size) instead of the "
+                             "config's validation set: the same yardstick for runs whose simulations differ")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.py (experiment=demo by default)")
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
+    if args.steps < 1 or args.every < 1:
+        print(f"error: --steps and --every must be ≥ 1; got {args.steps}, {args.every}", file=sys.stderr)
+        return 2
+    if args.overfit and args.set:
+        print("error: --overfit measures the fixed batch; --set cannot be used with it", file=sys.stderr)
+        return 2
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pixperfect.metrics import masked_l1
+
+    os.environ.setdefault("PIXPERFECT_ROOT", str(ROOT))
+    overrides = list(args.overrides)
+    if not any(o.startswith("experiment=") for o in overrides):
+        overrides.insert(0, "experiment=demo")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*overrides, "data.num_workers=0"])
+    torch.manual_seed(args.seed)
+    datamodule = instantiate(cfg.data, simulation=instantiate(cfg.simulation))
+    datamodule.setup("fit")
+    refiner = instantiate(cfg.model.refiner)
+    l1 = instantiate(cfg.loss.l1)
+    l1_weight = float(cfg.loss.spaces.pixel.l1_weight)
+    opt = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    if args.overfit:  # the one fixed batch is both what we train on and what we measure
+        fixed = next(iter(datamodule.train_dataloader()))
+        measure = {k: fixed[k] for k in ("x_gen", "x_gt", "mask")}
+    elif args.set:
+        from evaluation.sets import EvalInputError, load_set
+
+        try:
+            decoded = [r.decode() for r in load_set(args.set)]
+        except EvalInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if len({d["x_gen"].shape for d in decoded}) != 1:
+            print(f"error: --set {args.set} mixes image sizes; the probe stacks it as one batch", file=sys.stderr)
+            return 2
+        measure = {k: torch.stack([d[k] for d in decoded]) for k in ("x_gen", "x_gt", "mask")}
+    else:
+        val = datamodule.val_set.samples
+        measure = {k: torch.stack([v[k] for v in val]) for k in ("x_gen", "x_gt", "mask")}
+    base = masked_l1(measure["x_gen"], measure["x_gt"], measure["mask"]).mean().item()
+
+    def ratio() -> float:
+        with torch.no_grad():
+            return masked_l1(refiner(measure["x_gen"], measure["mask"]), measure["x_gt"], measure["mask"]).mean().item() / base
+
+    def report(step: int) -> None:
+        print(json.dumps({"step": step, "masked_l1_ratio": round(ratio(), 4),
+                          "measured_on": "the fixed training batch" if args.overfit else args.set or "held-out val set",
+                          "seconds": round(time.time() - t0, 1), "overrides": args.overrides}), flush=True)
+
+    step, t0 = 0, time.time()
+    report(0)  # the untrained refiner: the identity, or the seam prior with seam_prior=true
+    while step < args.steps:
+        for batch in (iter(lambda: fixed, None) if args.overfit else datamodule.train_dataloader()):
+            x_pred = refiner(batch["x_gen"], batch["mask"])
+            loss = l1_weight * l1(x_pred, batch["x_gt"], batch["mask"], batch["x_gen"], batch["x_gt"])[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip) or float("inf"))
+            opt.step()
+            step += 1
+            if step % args.every == 0 or step == args.steps:
+                report(step)
+            if step >= args.steps:
+                break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
