@@ -15,18 +15,11 @@ from evaluation.make_set import make_set
 
 
 def demo_photos(folder: str | Path) -> Path:
-    """Write the demo's held-out scikit-image photos (never trained on) as PNGs; return the folder."""
-    from PIL import Image
+    """Write the demo's held-out scikit-image photos (never trained on) as full-size PNGs; return the folder."""
+    from data.demo import write_demo_photos
 
-    from data.demo import VAL_PHOTOS, _photo
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in VAL_PHOTOS:
-        path = folder / f"{name}.png"
-        if not path.is_file():
-            Image.fromarray(_photo(name)).convert("RGB").save(path)
-    return folder
+    write_demo_photos(folder, "val", as_stored=False)
+    return Path(folder)
 
 
 def final_evaluation(cfg: DictConfig, export_dir: str | Path, out_dir: str | Path) -> dict:

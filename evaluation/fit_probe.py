@@ -1,6 +1,6 @@
 """Can a refiner variant fit at all, and how fast? The L1 term alone, no GAN, no EMA.
 
-    python -m evaluation.fit_probe --steps 200 model.refiner.output=residual model.refiner.boundary_stats=false
+    python -m evaluation.fit_probe --steps 200 model.refiner.seam_prior=false model.refiner.output=residual model.refiner.boundary_stats=false
     python -m evaluation.fit_probe --overfit --steps 100 --beta1 0.0 --beta2 0.99
 
 Trains the refiner of ``train.py``'s config (``experiment=demo`` unless an override names another)
@@ -49,6 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --overfit measures the fixed batch; --set cannot be used with it", file=sys.stderr)
         return 2
 
+    measure = None
+    if args.set:  # checked before any model or data is built
+        from evaluation.sets import EvalInputError, load_set
+
+        try:
+            decoded = [r.decode() for r in load_set(args.set)]
+        except EvalInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if len({d["x_gen"].shape for d in decoded}) != 1:
+            print(f"error: --set {args.set} mixes image sizes; the probe stacks it as one batch", file=sys.stderr)
+            return 2
+        measure = {k: torch.stack([d[k] for d in decoded]) for k in ("x_gen", "x_gt", "mask")}
+
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -70,22 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.overfit:  # the one fixed batch is both what we train on and what we measure
         fixed = next(iter(datamodule.train_dataloader()))
         measure = {k: fixed[k] for k in ("x_gen", "x_gt", "mask")}
-    elif args.set:
-        from evaluation.sets import EvalInputError, load_set
-
-        try:
-            decoded = [r.decode() for r in load_set(args.set)]
-        except EvalInputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if len({d["x_gen"].shape for d in decoded}) != 1:
-            print(f"error: --set {args.set} mixes image sizes; the probe stacks it as one batch", file=sys.stderr)
-            return 2
-        measure = {k: torch.stack([d[k] for d in decoded]) for k in ("x_gen", "x_gt", "mask")}
-    else:
+    elif measure is None:
         val = datamodule.val_set.samples
         measure = {k: torch.stack([v[k] for v in val]) for k in ("x_gen", "x_gt", "mask")}
     base = masked_l1(measure["x_gen"], measure["x_gt"], measure["mask"]).mean().item()
+    if base <= 0:
+        print("error: the measured samples are all clean (the input's masked L1 is 0), so no ratio can be formed; "
+              "measure on a set with artifacts", file=sys.stderr)
+        return 2
 
     def ratio() -> float:
         with torch.no_grad():
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             loss = l1_weight * l1(x_pred, batch["x_gt"], batch["mask"], batch["x_gen"], batch["x_gt"])[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip) or float("inf"))
+            torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip or 0) or float("inf"))
             opt.step()
             step += 1
             if step % args.every == 0 or step == args.steps:

@@ -51,7 +51,11 @@ class BenchmarkCurve(L.Callback):
             if set is None:
                 raise ValueError("BenchmarkCurve needs records or set (an evaluation set's folder, or a list of them)")
             folders = [set] if isinstance(set, (str, os.PathLike)) else list(set)
-            records = {set_label(f): load_set(str(f), limit) for f in folders}
+            labels = [set_label(f) for f in folders]
+            if len(labels) != len(dict.fromkeys(labels)):
+                raise ValueError(f"BenchmarkCurve: two sets share a folder name ({', '.join(labels)}); "
+                                 "the tables could not tell them apart")
+            records = {label: load_set(str(f), limit) for label, f in zip(labels, folders)}
         self.stop = stop
         self.sets = dict(records) if isinstance(records, dict) else {"": records}
         self.at = sorted({int(s) for s in at_steps})
@@ -110,7 +114,7 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(files: list[str], png: str) -> None:
-    """One panel per variant: masked-L1 ratio against step, one line per family (clean: absolute ×100)."""
+    """One panel per (variant, set): masked-L1 ratio against step, one line per family (clean left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", default="0,100,200,400", help="comma-separated training steps to measure at")
     parser.add_argument("--name", default="variant", help="variant name in the table and plot")
     parser.add_argument("--out", default=None, help="append JSON lines here")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N samples of the set")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N samples of each set")
     parser.add_argument("--plot", nargs="+", default=None, help="JSON-lines files to plot instead of training")
     parser.add_argument("--png", default="learning_curves.png", help="where --plot writes")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.py (experiment=demo by default)")

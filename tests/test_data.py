@@ -247,6 +247,7 @@ def test_demo_photos_cli_writes_the_pixels_the_shards_hold(tmp_path, capsys):
     written = {p.stem: np.asarray(Image.open(p)) for p in sorted((tmp_path / "photos").glob("*.png"))}
     assert sorted(written) == sorted(TRAIN_PHOTOS) == sorted(stored)
     assert all(np.array_equal(written[k], stored[k]) for k in stored)
-    assert "wrote 7 photos" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "v"), "--split", "test"])
+    assert f"wrote {len(TRAIN_PHOTOS)} of the {len(TRAIN_PHOTOS)} training photos" in capsys.readouterr().out
+    assert main([str(tmp_path / "photos")]) == 0 and "wrote 0 of the" in capsys.readouterr().out  # nothing rewritten
+    with pytest.raises(SystemExit):  # the held-out photos are the closing evaluation's, at full size
+        main([str(tmp_path / "v"), "--split", "val"])

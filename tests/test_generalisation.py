@@ -214,7 +214,8 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     # two sets whose folders share a name could not be told apart in the table: refused
     (tmp_path / "other").mkdir()
     (tmp_path / "bench").rename(tmp_path / "other" / "sim")
-    proc = subprocess.run(cmd[:4] + [str(tmp_path / "other" / "sim")] + cmd[5:], cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(cmd[:4] + [str(tmp_path / "other" / "sim")] + cmd[5:], cwd=root, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 2 and "same name" in proc.stderr
 
 
@@ -293,3 +294,28 @@ def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["masked_l1_ratio"] == 1.0
     assert {r["measured_on"] for r in rows} == {str(tmp_path / "bench")}
     assert main(["--steps", "2", "--set", str(tmp_path / "missing")]) == 2
+
+
+def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
+    """The command-line callback form: ``set=FOLDER`` or ``set=[A, B]`` (a ListConfig from Hydra);
+    each set is keyed by its folder's name, and two folders of one name are refused."""
+    from omegaconf import ListConfig
+
+    from evaluation.learnability import BenchmarkCurve
+    from evaluation.sets import load_set
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c/a"):
+        folder = tmp_path / name
+        folder.mkdir(parents=True)
+        for member in ("gen", "gt"):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"s.{member}.png")
+        Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "s.mask.png")
+    one = BenchmarkCurve(set=str(tmp_path / "a"), at_steps=[0])
+    assert list(one.sets) == ["a"] and len(one.sets["a"]) == len(load_set(str(tmp_path / "a"))) == 1
+    two = BenchmarkCurve(set=ListConfig([str(tmp_path / "a"), str(tmp_path / "b")]), at_steps=[0])
+    assert list(two.sets) == ["a", "b"]
+    with pytest.raises(ValueError, match="share a folder name"):
+        BenchmarkCurve(set=[str(tmp_path / "a"), str(tmp_path / "c" / "a")])
+    with pytest.raises(ValueError, match="needs records or set"):
+        BenchmarkCurve()

@@ -335,7 +335,9 @@ def test_readme_command_runs(command, rule, request):
 
         out = env["tmp"] / "demo_photos_written"  # not the tiny photo folder the path rules map it to
         assert demo_main([str(out), *argv[4:]]) == 0, f"README command failed: {command}"
-        assert len(list(out.glob("*.png"))) >= 2, command
+        from data.demo import TRAIN_PHOTOS
+
+        assert sorted(p.stem for p in out.glob("*.png")) == sorted(TRAIN_PHOTOS), command
     elif rule == "train_cfg_job":  # `python train.py ARGS --cfg job`, composed in process (per job of a sweep)
         for job in hydra_jobs(argv[2:]):
             printed = compose_job("train", job)
