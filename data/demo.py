@@ -86,6 +86,7 @@ def demo_datamodule(cache_dir: str, **kwargs) -> ShardDataModule:
 def main(argv: list[str] | None = None) -> int:
     """``python -m data.demo OUT``: the training photos, as the training shards hold them."""
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m data.demo",
                                      description="Write the demo's training photos (as its shards hold them) to a "
@@ -93,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  "photos are written by the demo's closing evaluation.")
     parser.add_argument("out", help="folder to write NAME.png into")
     args = parser.parse_args(argv)
-    written = write_demo_photos(args.out, "train")
+    try:
+        written = write_demo_photos(args.out, "train")
+    except OSError as exc:  # OUT is a file, or not writable
+        print(f"error: cannot write the photos to {args.out}: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(written)} of the {len(TRAIN_PHOTOS)} training photos to {args.out} (the rest were there)")
     return 0
 

@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.every < 1:
         print(f"error: --steps and --every must be ≥ 1; got {args.steps}, {args.every}", file=sys.stderr)
         return 2
+    if not args.lr > 0 or not (0.0 <= args.beta1 < 1.0 and 0.0 <= args.beta2 < 1.0):
+        print(f"error: --lr must be > 0 and --beta1/--beta2 in [0, 1); got {args.lr}, {args.beta1}, {args.beta2}",
+              file=sys.stderr)
+        return 2
     if args.overfit and args.set:
         print("error: --overfit measures the fixed batch; --set cannot be used with it", file=sys.stderr)
         return 2

@@ -53,8 +53,8 @@ class BenchmarkCurve(L.Callback):
             folders = [set] if isinstance(set, (str, os.PathLike)) else list(set)
             labels = [set_label(f) for f in folders]
             if len(labels) != len(dict.fromkeys(labels)):
-                raise ValueError(f"BenchmarkCurve: two sets share a folder name ({', '.join(labels)}); "
-                                 "the tables could not tell them apart")
+                raise ValueError(f"two sets have the same folder name ({', '.join(labels)}); the tables could not "
+                                 "tell them apart: rename one folder")
             records = {label: load_set(str(f), limit) for label, f in zip(labels, folders)}
         self.stop = stop
         self.sets = dict(records) if isinstance(records, dict) else {"": records}
@@ -167,17 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from hydra import compose, initialize_config_dir
 
-    from evaluation.sets import EvalInputError, load_set
     from pixperfect.training.run import build
 
-    labels = [set_label(s) for s in args.set]
-    if len(set(labels)) != len(labels):
-        print(f"error: two --set folders have the same name ({', '.join(labels)}); the tables need them apart",
-              file=sys.stderr)
-        return 2
-    try:
-        records = {label: load_set(s, args.limit) for label, s in zip(labels, args.set)}
-    except EvalInputError as exc:
+    try:  # the sets are read and checked before anything is built or trained
+        curve = BenchmarkCurve(at_steps=at, name=args.name, out=args.out, set=args.set, limit=args.limit)
+    except ValueError as exc:  # EvalInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("PIXPERFECT_ROOT", str(ROOT))
@@ -190,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
             "trainer.max_epochs=100000", "trainer.min_epochs=0", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
             "trainer.check_val_every_n_epoch=100000", "paths.output_dir=" + str(Path(args.out or ".").parent)])
     datamodule, module, trainer = build(cfg)
-    curve = BenchmarkCurve(records, at, args.name, args.out)
     trainer.callbacks.append(curve)
     trainer.fit(module, datamodule=datamodule)
     print()

@@ -249,5 +249,8 @@ def test_demo_photos_cli_writes_the_pixels_the_shards_hold(tmp_path, capsys):
     assert all(np.array_equal(written[k], stored[k]) for k in stored)
     assert f"wrote {len(TRAIN_PHOTOS)} of the {len(TRAIN_PHOTOS)} training photos" in capsys.readouterr().out
     assert main([str(tmp_path / "photos")]) == 0 and "wrote 0 of the" in capsys.readouterr().out  # nothing rewritten
+    (tmp_path / "a_file").write_text("x")
+    assert main([str(tmp_path / "a_file")]) == 2 and "cannot write the photos" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "x"  # nothing lost
     with pytest.raises(SystemExit):  # the held-out photos are the closing evaluation's, at full size
         main([str(tmp_path / "v"), "--split", "val"])

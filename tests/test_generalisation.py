@@ -216,7 +216,7 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     (tmp_path / "bench").rename(tmp_path / "other" / "sim")
     proc = subprocess.run(cmd[:4] + [str(tmp_path / "other" / "sim")] + cmd[5:], cwd=root, capture_output=True,
                           text=True, timeout=900)
-    assert proc.returncode == 2 and "same name" in proc.stderr
+    assert proc.returncode == 2 and "same folder name" in proc.stderr
 
 
 def test_jpeg_backends_agree_in_distribution(photo):
@@ -280,20 +280,35 @@ def test_fit_probe_fits_one_fixed_batch(capsys):
 
 @pytest.mark.slow
 def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
-    """--set: the same yardstick for any simulation; step 0 of the refiner without a prior is the
-    identity on it, and the rows name the set."""
+    """--set: the same yardstick for any simulation. Step 0 is the untrained refiner: without the
+    prior the identity (1.0); with it, exactly the seam offset's ratio on *that set*, computed here
+    directly from the set's images."""
     import json
 
     from evaluation.fit_probe import main
     from evaluation.make_set import make_set
+    from evaluation.sets import load_set
+    from pixperfect.metrics import masked_l1
+    from pixperfect.models.seam_offset import seam_offset
 
     make_set(cbsd68, tmp_path / "bench", "benchmark", size=32, seed=0, limit=4)
-    assert main(["--steps", "2", "--every", "1", "--set", str(tmp_path / "bench"), "model=cmgan_tiny",
-                 "model.refiner.seam_prior=false", "data.resolution=32", "data.batch_size=2"]) == 0
+    tiny = ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2"]
+    assert main(["--steps", "2", "--every", "1", "--set", str(tmp_path / "bench"), *tiny,
+                 "model.refiner.seam_prior=false"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["masked_l1_ratio"] == 1.0
     assert {r["measured_on"] for r in rows} == {str(tmp_path / "bench")}
+
+    assert main(["--steps", "1", "--set", str(tmp_path / "bench"), *tiny, "model.refiner.seam_prior=true"]) == 0
+    step0 = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
+    d = [r.decode() for r in load_set(str(tmp_path / "bench"))]
+    x, m, gt = (torch.stack([s[k] for s in d]) for k in ("x_gen", "mask", "x_gt"))
+    prior = (x + seam_offset(x, m, iterations=0)).clamp(0, 1)
+    expected = masked_l1(prior, gt, m).mean().item() / masked_l1(x, gt, m).mean().item()
+    assert abs(expected - 1.0) > 1e-3 and step0["masked_l1_ratio"] == pytest.approx(expected, abs=1e-4)
+
     assert main(["--steps", "2", "--set", str(tmp_path / "missing")]) == 2
+    assert main(["--steps", "2", "--lr", "0"]) == 2 and "--lr must be > 0" in capsys.readouterr().err
 
 
 def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
@@ -315,7 +330,7 @@ def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
     assert list(one.sets) == ["a"] and len(one.sets["a"]) == len(load_set(str(tmp_path / "a"))) == 1
     two = BenchmarkCurve(set=ListConfig([str(tmp_path / "a"), str(tmp_path / "b")]), at_steps=[0])
     assert list(two.sets) == ["a", "b"]
-    with pytest.raises(ValueError, match="share a folder name"):
+    with pytest.raises(ValueError, match="same folder name"):
         BenchmarkCurve(set=[str(tmp_path / "a"), str(tmp_path / "c" / "a")])
     with pytest.raises(ValueError, match="needs records or set"):
         BenchmarkCurve()

@@ -13,6 +13,9 @@ repository root. What a rule may change, and nothing else:
 - a Hydra multirun gets small-and-fast overrides appended (``TINY_MULTIRUN``: ``debug=fast``, a
   tiny model, TAEF2 as the device autoencoder) and runs for real;
 - ``make_shards --skip N`` skips 2 (the tiny folder has 4 photos);
+- ``learnability`` measures at steps 0 and 2 of a tiny model and keeps one ``--set`` (every set
+  path maps to the one tiny set); ``fit_probe`` runs 2 steps of a tiny model, measuring each;
+- ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
 - PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
 - benchmarks run for real.
