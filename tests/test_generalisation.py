@@ -334,3 +334,29 @@ def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
         BenchmarkCurve(set=[str(tmp_path / "a"), str(tmp_path / "c" / "a")])
     with pytest.raises(ValueError, match="needs records or set"):
         BenchmarkCurve()
+
+
+def test_learn_gpu_is_cpu_small_on_a_gpu_with_the_curve_on_the_readme_sets(compose_cfg, tmp_path):
+    """``experiment=learn_gpu`` changes only scale and device against ``cpu_small`` (same refiner,
+    simulation and loss), scores the two held-out 128² sets of the README, and its callback is built
+    from the composed config."""
+    from hydra.utils import instantiate
+
+    from evaluation.learnability import BenchmarkCurve
+
+    gpu, cpu = compose_cfg(["experiment=learn_gpu"]), compose_cfg(["experiment=cpu_small"])
+    for group in ("model", "simulation", "loss", "module"):
+        assert gpu[group] == cpu[group], group
+    assert (gpu.data.resolution, gpu.data.batch_size, gpu.trainer.accelerator, gpu.trainer.precision) == (128, 64, "gpu", "32-true")
+    curve = gpu.callbacks.benchmark_curve
+    assert [p.rsplit("/", 1)[-1] for p in curve.set] == ["cbsd20_sim_128", "cbsd20_bench_128"]
+    assert list(curve.at_steps) == [0, 1500, 3000, 4500, 6000] and gpu.final_evaluation is None
+    rng = np.random.default_rng(0)
+    for name in ("cbsd20_sim_128", "cbsd20_bench_128"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / "s.gen.png")
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / "s.gt.png")
+        Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / name / "s.mask.png")
+    built = instantiate(compose_cfg(["experiment=learn_gpu", f"paths.eval_sets_dir={tmp_path}"]).callbacks.benchmark_curve)
+    assert isinstance(built, BenchmarkCurve) and list(built.sets) == ["cbsd20_sim_128", "cbsd20_bench_128"]
+    assert built.at == [0, 1500, 3000, 4500, 6000]

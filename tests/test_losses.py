@@ -71,6 +71,25 @@ def test_r1_of_a_linear_discriminator_is_its_weight_norm():
     assert adv.wants_r1(8) and not adv.wants_r1(9)
 
 
+def test_r1_of_a_patch_discriminator_does_not_grow_with_its_patch_map():
+    """The GAN terms average patch logits, so R1 measures the gradient of that average: the same
+    per-image score spread over a P-patch map gives the same penalty as one logit (a sum would
+    give P² times it, which held D flat at 128², README "The discriminator was held flat")."""
+    w = torch.randn(1, 3, 8, 8)
+    adv = NonSaturatingAdversarialLoss(r1_gamma=2.0, r1_every=1)
+    x = torch.rand(4, 3, 8, 8).requires_grad_(True)
+    one = (x * w).sum(dim=(1, 2, 3))
+    _, single = adv.r1_penalty(one, x)
+    for side in (1, 4, 16):
+        patches = one.view(4, 1, 1, 1).expand(4, 1, side, side)
+        _, logs = adv.r1_penalty(patches, x)
+        assert logs["r1"].item() == pytest.approx(single["r1"].item(), rel=1e-5)
+    # per-patch logits on disjoint pixels: the mean's gradient is each patch's divided by P
+    per_pixel = (x * w).sum(dim=1, keepdim=True)  # N×1×8×8, 64 patches
+    _, logs = adv.r1_penalty(per_pixel, x)
+    assert logs["r1"].item() == pytest.approx(w.square().sum().item() / 64**2, rel=1e-5)
+
+
 def test_d_input_noise_is_seeded():
     adv = NonSaturatingAdversarialLoss(input_noise_std=0.1)
     x = torch.zeros(1, 3, 8, 8)
