@@ -348,6 +348,7 @@ def test_learn_gpu_is_cpu_small_on_a_gpu_with_the_curve_on_the_readme_sets(compo
     for group in ("model", "simulation", "loss", "module"):
         assert gpu[group] == cpu[group], group
     assert (gpu.data.resolution, gpu.data.batch_size, gpu.trainer.accelerator, gpu.trainer.precision) == (128, 64, "gpu", "32-true")
+    assert gpu.trainer.min_epochs == 0  # else the curve's stop waits for the end of the one long epoch
     curve = gpu.callbacks.benchmark_curve
     assert [p.rsplit("/", 1)[-1] for p in curve.set] == ["cbsd20_sim_128", "cbsd20_bench_128"]
     assert list(curve.at_steps) == [0, 1500, 3000, 4500, 6000] and gpu.final_evaluation is None

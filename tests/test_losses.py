@@ -59,6 +59,31 @@ def test_adversarial_losses_hand_computed():
     assert logs["d_real_logit"].item() == pytest.approx(1.0)
 
 
+def test_l1_lowpass_term_keeps_a_cast_and_averages_out_texture():
+    """Block means: a uniform cast c costs exactly c; zero-mean texture within each block costs 0;
+    partial edge blocks are their own mean; the default (weight 0) is the plain L1 bit for bit."""
+    x_gt = torch.rand(2, 3, 20, 20)
+    cast = L1Loss(lowpass_weight=1.0, lowpass_size=8)
+    loss, logs = cast(x_gt + 0.03, x_gt)
+    assert logs["l1_lowpass"].item() == pytest.approx(0.03, rel=1e-4)
+    assert loss.item() == pytest.approx(0.03 + 0.03, rel=1e-4)
+    checker = (torch.arange(20).view(1, 20) + torch.arange(20).view(20, 1)) % 2 * 2 - 1  # ±1, zero mean on 2×2 blocks
+    texture = x_gt + 0.05 * checker.float()
+    loss, logs = L1Loss(lowpass_weight=3.0, lowpass_size=2)(texture, x_gt)
+    assert logs["l1"].item() == pytest.approx(0.05, rel=1e-4) and logs["l1_lowpass"].item() < 1e-6
+    last_column = x_gt.clone()
+    last_column[..., 19] += 0.1  # 20 = 8 + 8 + 4: its blocks are 4 px wide, so their mean error is 0.1 / 4
+    _, logs = L1Loss(lowpass_weight=1.0, lowpass_size=8)(last_column, x_gt)
+    assert logs["l1_lowpass"].item() == pytest.approx(3 * 0.025 / 9, rel=1e-4)  # 3 of the 3×3 blocks
+    mask = (torch.rand(2, 1, 20, 20) > 0.5).float()
+    plain = L1Loss(mask_weight=2.0)(texture, x_gt, mask)[0]
+    assert torch.equal(plain, L1Loss(mask_weight=2.0, lowpass_weight=0.0)(texture, x_gt, mask)[0])
+    with pytest.raises(ValueError, match="lowpass_size"):
+        L1Loss(lowpass_weight=1.0, lowpass_size=0)
+    with pytest.raises(ValueError, match="lowpass_weight"):
+        L1Loss(lowpass_weight=-1.0)
+
+
 def test_r1_of_a_linear_discriminator_is_its_weight_norm():
     """D(x) = <w, x> has ∇_x D = w, so R1 = γ/2 · ‖w‖² · r1_every."""
     w = torch.randn(1, 3, 4, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # an edit pixel counts as already right when no channel is off by more than half an 8-bit step
@@ -18,14 +19,26 @@ class L1Loss(nn.Module):
     8-bit step of ``x_gt``: a clean sample, the interior behind a re-inpainted band): a refiner
     that moves them only adds error, and a few sub-LSB changes over a large correct interior
     outweigh a fix on a thin band (README, "Do no harm").
+
+    ``lowpass_weight`` > 0 adds the same weighted L1 between ``lowpass_size``-pixel block means of
+    prediction and target. A block mean keeps a colour cast whole and averages out texture the
+    target holds and no refiner can know (JPEG blocks and noise on the scene): per pixel, the
+    sign-like L1 gradient of that texture drowns the cast's (README "Why training does not move
+    past the prior").
     """
 
-    def __init__(self, mask_weight: float = 0.0, keep_weight: float = 0.0):
+    def __init__(self, mask_weight: float = 0.0, keep_weight: float = 0.0, lowpass_weight: float = 0.0,
+                 lowpass_size: int = 8):
         super().__init__()
-        if mask_weight < 0 or keep_weight < 0:
-            raise ValueError(f"L1Loss: mask_weight and keep_weight must be ≥ 0; got {mask_weight}, {keep_weight}")
+        if mask_weight < 0 or keep_weight < 0 or lowpass_weight < 0:
+            raise ValueError("L1Loss: mask_weight, keep_weight and lowpass_weight must be ≥ 0; got "
+                             f"{mask_weight}, {keep_weight}, {lowpass_weight}")
+        if int(lowpass_size) != lowpass_size or lowpass_size < 1:
+            raise ValueError(f"L1Loss: lowpass_size must be a whole number of pixels ≥ 1; got {lowpass_size}")
         self.mask_weight = mask_weight
         self.keep_weight = keep_weight
+        self.lowpass_weight = lowpass_weight
+        self.lowpass_size = int(lowpass_size)
 
     def weights(self, mask: torch.Tensor, x_gen: torch.Tensor | None = None,
                 x_gt: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,8 +52,16 @@ class L1Loss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                 x_gen: torch.Tensor | None = None, x_gt: torch.Tensor | None = None):
         err = (pred - target).abs()
-        if (self.mask_weight or self.keep_weight) and mask is not None and err.ndim == 4 \
-                and err.shape[-2:] == mask.shape[-2:]:
-            err = err * self.weights(mask, x_gen, x_gt)
-        loss = err.mean()
-        return loss, {"l1": loss.detach()}
+        weighted = (self.mask_weight or self.keep_weight) and mask is not None and err.ndim == 4 \
+            and err.shape[-2:] == mask.shape[-2:]
+        weights = self.weights(mask, x_gen, x_gt) if weighted else None
+        loss = (err * weights if weighted else err).mean()
+        logs = {"l1": loss.detach()}
+        if self.lowpass_weight:
+            k = self.lowpass_size
+            pool = lambda t: F.avg_pool2d(t, k, ceil_mode=True)  # noqa: E731 (partial edge blocks: their own mean)
+            low = (pool(pred) - pool(target)).abs()
+            low = (low * pool(weights) if weighted else low).mean()
+            loss = loss + self.lowpass_weight * low
+            logs["l1_lowpass"] = low.detach()
+        return loss, logs
