@@ -60,24 +60,36 @@ def test_adversarial_losses_hand_computed():
 
 
 def test_l1_lowpass_term_keeps_a_cast_and_averages_out_texture():
-    """Block means: a uniform cast c costs exactly c; zero-mean texture within each block costs 0;
-    partial edge blocks are their own mean; the default (weight 0) is the plain L1 bit for bit."""
-    x_gt = torch.rand(2, 3, 20, 20)
-    cast = L1Loss(lowpass_weight=1.0, lowpass_size=8)
-    loss, logs = cast(x_gt + 0.03, x_gt)
+    """Block means: a uniform cast c costs exactly c (times the term's weight); zero-mean texture
+    within each block costs 0; partial edge blocks are their own mean; the mask weights are pooled;
+    the default (weight 0) is the plain weighted L1; a flat feature space gets no block term."""
+    x_gt = torch.rand(2, 3, 16, 16)
+    loss, logs = L1Loss(lowpass_weight=3.0, lowpass_size=8)(x_gt + 0.03, x_gt)
     assert logs["l1_lowpass"].item() == pytest.approx(0.03, rel=1e-4)
-    assert loss.item() == pytest.approx(0.03 + 0.03, rel=1e-4)
-    checker = (torch.arange(20).view(1, 20) + torch.arange(20).view(20, 1)) % 2 * 2 - 1  # ±1, zero mean on 2×2 blocks
+    assert loss.item() == pytest.approx(0.03 + 3.0 * 0.03, rel=1e-4)
+    checker = (torch.arange(16).view(1, 16) + torch.arange(16).view(16, 1)) % 2 * 2 - 1  # ±1, zero mean on 2×2 blocks
     texture = x_gt + 0.05 * checker.float()
     loss, logs = L1Loss(lowpass_weight=3.0, lowpass_size=2)(texture, x_gt)
     assert logs["l1"].item() == pytest.approx(0.05, rel=1e-4) and logs["l1_lowpass"].item() < 1e-6
-    last_column = x_gt.clone()
-    last_column[..., 19] += 0.1  # 20 = 8 + 8 + 4: its blocks are 4 px wide, so their mean error is 0.1 / 4
-    _, logs = L1Loss(lowpass_weight=1.0, lowpass_size=8)(last_column, x_gt)
-    assert logs["l1_lowpass"].item() == pytest.approx(3 * 0.025 / 9, rel=1e-4)  # 3 of the 3×3 blocks
-    mask = (torch.rand(2, 1, 20, 20) > 0.5).float()
-    plain = L1Loss(mask_weight=2.0)(texture, x_gt, mask)[0]
-    assert torch.equal(plain, L1Loss(mask_weight=2.0, lowpass_weight=0.0)(texture, x_gt, mask)[0])
+    assert loss.item() == pytest.approx(0.05, rel=1e-4)
+    # the mask weights, pooled: one 8×8 block of four edited with mask_weight 4 → block weights 5, 1, 1, 1
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., :8, :8] = 1
+    lowpass = L1Loss(mask_weight=4.0, lowpass_weight=1.0, lowpass_size=8)
+    assert lowpass(x_gt + 0.03, x_gt, mask)[1]["l1_lowpass"].item() == pytest.approx(0.03 * (5 + 1 + 1 + 1) / 4, rel=1e-4)
+    assert lowpass(x_gt + 0.03 * mask, x_gt, mask)[1]["l1_lowpass"].item() == pytest.approx(0.03 * 5 / 4, rel=1e-4)
+    # partial edge blocks: 20 = 8 + 8 + 4, so the last column's blocks are 4 px wide
+    wide = torch.rand(2, 3, 20, 20)
+    last_column = wide.clone()
+    last_column[..., 19] += 0.1
+    _, logs = L1Loss(lowpass_weight=1.0, lowpass_size=8)(last_column, wide)
+    assert logs["l1_lowpass"].item() == pytest.approx(3 * (0.1 / 4) / 9, rel=1e-4)  # 3 of the 3×3 blocks
+    # weight 0: the plain weighted L1, computed by hand
+    plain, logs = L1Loss(mask_weight=2.0)(texture, x_gt, mask)
+    assert torch.allclose(plain, ((texture - x_gt).abs() * (1 + 2 * mask)).mean()) and "l1_lowpass" not in logs
+    # a flat space (VGG features, N×D) keeps the per-pixel term only
+    flat, logs = L1Loss(lowpass_weight=16.0)(torch.ones(2, 5), torch.zeros(2, 5))
+    assert flat.item() == pytest.approx(1.0) and "l1_lowpass" not in logs
     with pytest.raises(ValueError, match="lowpass_size"):
         L1Loss(lowpass_weight=1.0, lowpass_size=0)
     with pytest.raises(ValueError, match="lowpass_weight"):
@@ -206,6 +218,12 @@ def test_refiner_loss_combines_weighted_terms():
     d_total, d_logs = loss.discriminator_loss(x_pred, batch, maps, {"pixel": ConstantD(0.0)}, step=0)
     assert d_total.item() == pytest.approx(2 * math.log(2))
     assert loss.discriminator_names == ["pixel"]
+    # with the block-mean term: both parts logged apart, the total carries l1_weight × (l1 + w·lowpass)
+    lowpass = RefinerLoss({"pixel": SpaceLoss(l1_weight=64, lpips_weight=0, adv_weight=0)}, lpips=None,
+                          adversarial=NonSaturatingAdversarialLoss(), l1=L1Loss(lowpass_weight=2.0, lowpass_size=2))
+    total, logs = lowpass.generator_loss(x_pred, batch, lowpass.fit_maps(x_pred, batch, step=0), {}, step=0)
+    assert logs["pixel/l1"].item() == pytest.approx(0.25) and logs["pixel/l1_lowpass"].item() == pytest.approx(0.25)
+    assert total.item() == pytest.approx(64 * (0.25 + 2.0 * 0.25))
 
 
 def test_refiner_loss_generator_gradient_reaches_prediction_not_discriminator():

@@ -24,7 +24,8 @@ class L1Loss(nn.Module):
     prediction and target. A block mean keeps a colour cast whole and averages out texture the
     target holds and no refiner can know (JPEG blocks and noise on the scene): per pixel, the
     sign-like L1 gradient of that texture drowns the cast's (README "Why training does not move
-    past the prior").
+    past the prior"). Each block counts once, so with a size that does not divide the image the
+    pixels of its partial edge blocks weigh more. It applies to image-shaped spaces only (N×C×H×W).
     """
 
     def __init__(self, mask_weight: float = 0.0, keep_weight: float = 0.0, lowpass_weight: float = 0.0,
@@ -57,9 +58,11 @@ class L1Loss(nn.Module):
         weights = self.weights(mask, x_gen, x_gt) if weighted else None
         loss = (err * weights if weighted else err).mean()
         logs = {"l1": loss.detach()}
-        if self.lowpass_weight:
+        if self.lowpass_weight and err.ndim == 4:
             k = self.lowpass_size
-            pool = lambda t: F.avg_pool2d(t, k, ceil_mode=True)  # noqa: E731 (partial edge blocks: their own mean)
+            # float32 block means: in bf16 they round to ~1/255, the size of the casts they are for;
+            # ceil_mode: a partial edge block is the mean of its own pixels
+            pool = lambda t: F.avg_pool2d(t.float(), k, ceil_mode=True)  # noqa: E731
             low = (pool(pred) - pool(target)).abs()
             low = (low * pool(weights) if weighted else low).mean()
             loss = loss + self.lowpass_weight * low

@@ -105,9 +105,9 @@ class RefinerLoss(nn.Module):
             if not getattr(term.space, "detach_coefficients", True):
                 f = term.space.refit_with_grad(f, x_pred, x_gt, mask)
             pred_s, gt_s = f(x_pred), f(x_gt)
-            loss_l1, _ = self.l1(pred_s, gt_s, mask, batch.get("x_gen"), x_gt)  # weights from pixel space
+            loss_l1, l1_logs = self.l1(pred_s, gt_s, mask, batch.get("x_gen"), x_gt)  # weights from pixel space
             space_loss = term.l1_weight * loss_l1
-            logs[f"{name}/l1"] = loss_l1.detach()
+            logs.update({f"{name}/{k}": v for k, v in l1_logs.items()})  # l1 (per pixel) and l1_lowpass apart
             if term.lpips_weight > 0 and self.lpips is not None and self.lpips.available:
                 loss_lp, _ = self.lpips(f.to_valid_range(pred_s), f.to_valid_range(gt_s))
                 space_loss = space_loss + term.lpips_weight * loss_lp
