@@ -97,6 +97,9 @@ class BenchmarkCurve(L.Callback):
             self._measure(pl_module, step)
         if self.stop and step >= self.at[-1]:
             trainer.should_stop = True
+            # a stop Lightning would hold back until min_epochs (1 by default) ends: with one long
+            # epoch (experiment=learn_gpu) that is thousands of steps past the curve's last one
+            trainer.fit_loop.min_epochs = 0
 
 
 def table(rows: list[dict]) -> str:

@@ -361,3 +361,19 @@ def test_learn_gpu_is_cpu_small_on_a_gpu_with_the_curve_on_the_readme_sets(compo
     built = instantiate(compose_cfg(["experiment=learn_gpu", f"paths.eval_sets_dir={tmp_path}"]).callbacks.benchmark_curve)
     assert isinstance(built, BenchmarkCurve) and list(built.sets) == ["cbsd20_sim_128", "cbsd20_bench_128"]
     assert built.at == [0, 1500, 3000, 4500, 6000]
+
+
+def test_benchmark_curve_stop_is_not_held_back_by_min_epochs():
+    """After its last step the curve stops the run, also where the trainer's min_epochs (1 by
+    default) would keep a long epoch going."""
+    from types import SimpleNamespace
+
+    from evaluation.learnability import BenchmarkCurve
+
+    curve = BenchmarkCurve(records=[], at_steps=[0, 3])
+    trainer = SimpleNamespace(should_stop=False, fit_loop=SimpleNamespace(min_epochs=1))
+    curve._measure = lambda module, step: None
+    curve.on_train_batch_end(trainer, SimpleNamespace(step_count=torch.tensor(2)), None, None, 0)
+    assert not trainer.should_stop and trainer.fit_loop.min_epochs == 1
+    curve.on_train_batch_end(trainer, SimpleNamespace(step_count=torch.tensor(3)), None, None, 0)
+    assert trainer.should_stop and trainer.fit_loop.min_epochs == 0
