@@ -46,7 +46,7 @@ class BenchmarkCurve(L.Callback):
                  batch_size: int = 8, set=None, limit: int | None = None, stop: bool = True):
         if records is None:  # added to any training run from the command line:
             # +callbacks.benchmark_curve._target_=evaluation.learnability.BenchmarkCurve +callbacks.benchmark_curve.set=SET
-            from evaluation.sets import load_set
+            from evaluation.sets import EvalInputError, load_set
 
             if set is None:
                 raise ValueError("BenchmarkCurve needs records or set (an evaluation set's folder, or a list of them)")
@@ -55,7 +55,13 @@ class BenchmarkCurve(L.Callback):
             if len(labels) != len(dict.fromkeys(labels)):
                 raise ValueError(f"two sets have the same folder name ({', '.join(labels)}); the tables could not "
                                  "tell them apart: rename one folder")
-            records = {label: load_set(str(f), limit) for label, f in zip(labels, folders)}
+            records = {}
+            for label, folder in zip(labels, folders):
+                if not Path(str(folder)).exists():
+                    raise EvalInputError(f"evaluation set {folder} does not exist: make it with python -m "
+                                         "evaluation.make_set (README 'Why training does not move past the prior' "
+                                         "has the commands for the learning-curve sets)")
+                records[label] = load_set(str(folder), limit)
         self.stop = stop
         self.sets = dict(records) if isinstance(records, dict) else {"": records}
         self.at = sorted({int(s) for s in at_steps})

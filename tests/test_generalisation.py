@@ -311,6 +311,15 @@ def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
     assert main(["--steps", "2", "--lr", "0"]) == 2 and "--lr must be > 0" in capsys.readouterr().err
 
 
+def _one_triple_set(folder, seed: int = 0) -> None:
+    """A one-sample evaluation set (16×16 random gen/gt, full mask) as make_set writes triples."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for member in ("gen", "gt"):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"s.{member}.png")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "s.mask.png")
+
+
 def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
     """The command-line callback form: ``set=FOLDER`` or ``set=[A, B]`` (a ListConfig from Hydra);
     each set is keyed by its folder's name, and two folders of one name are refused."""
@@ -319,13 +328,8 @@ def test_benchmark_curve_callback_takes_one_folder_or_a_list(tmp_path):
     from evaluation.learnability import BenchmarkCurve
     from evaluation.sets import load_set
 
-    rng = np.random.default_rng(0)
     for name in ("a", "b", "c/a"):
-        folder = tmp_path / name
-        folder.mkdir(parents=True)
-        for member in ("gen", "gt"):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"s.{member}.png")
-        Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "s.mask.png")
+        _one_triple_set(tmp_path / name)
     one = BenchmarkCurve(set=str(tmp_path / "a"), at_steps=[0])
     assert list(one.sets) == ["a"] and len(one.sets["a"]) == len(load_set(str(tmp_path / "a"))) == 1
     two = BenchmarkCurve(set=ListConfig([str(tmp_path / "a"), str(tmp_path / "b")]), at_steps=[0])
@@ -352,12 +356,12 @@ def test_learn_gpu_is_cpu_small_on_a_gpu_with_the_curve_on_the_readme_sets(compo
     curve = gpu.callbacks.benchmark_curve
     assert [p.rsplit("/", 1)[-1] for p in curve.set] == ["cbsd20_sim_128", "cbsd20_bench_128"]
     assert list(curve.at_steps) == [0, 1500, 3000, 4500, 6000] and gpu.final_evaluation is None
-    rng = np.random.default_rng(0)
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException, match="make it with python -m evaluation.make_set"):  # sets not made yet
+        instantiate(compose_cfg(["experiment=learn_gpu", f"paths.eval_sets_dir={tmp_path}"]).callbacks.benchmark_curve)
     for name in ("cbsd20_sim_128", "cbsd20_bench_128"):
-        (tmp_path / name).mkdir()
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / "s.gen.png")
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / "s.gt.png")
-        Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / name / "s.mask.png")
+        _one_triple_set(tmp_path / name)
     built = instantiate(compose_cfg(["experiment=learn_gpu", f"paths.eval_sets_dir={tmp_path}"]).callbacks.benchmark_curve)
     assert isinstance(built, BenchmarkCurve) and list(built.sets) == ["cbsd20_sim_128", "cbsd20_bench_128"]
     assert built.at == [0, 1500, 3000, 4500, 6000]
