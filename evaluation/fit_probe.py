@@ -4,8 +4,8 @@
     python -m evaluation.fit_probe --overfit --steps 100 --beta1 0.0 --beta2 0.99
 
 Trains the refiner of ``train.py``'s config (``experiment=demo`` unless an override names another)
-with only its pixel-space L1 term (``loss.l1``'s mask and keep weights, ``l1_weight`` of the pixel
-space) and prints, every ``--every`` steps, the refiner's masked L1 divided by the input's on the
+with only its pixel-space L1 term (``loss.l1`` with its mask, keep and low-pass weights, ``l1_weight``
+of the pixel space) and prints, every ``--every`` steps, the refiner's masked L1 divided by the input's on the
 validation set of the data config (held-out photos, the training simulation), or on ``--set`` (one
 yardstick for runs whose simulations differ). With ``--overfit`` it
 trains on one fixed batch and measures that batch: whether the architecture and optimiser can fit
