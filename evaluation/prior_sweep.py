@@ -2,6 +2,7 @@
 
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 4,32 --shrink 4,8 --compensate 0,1
     python -m evaluation.prior_sweep --set eval_sets/cbsd20_sim_128 --ring 16 --shrink 8 --compensate 1 --oracle-gain
+    python -m evaluation.prior_sweep --set eval_sets/cbsd20_bench_128 --ring 16 --shrink 8 --compensate 1 --gain 1,1.2
 
 Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
 fill, no CG): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
@@ -26,12 +27,14 @@ from pixperfect.metrics import masked_l1
 from pixperfect.models.seam_offset import seam_offset
 
 
-def variant(ring: int, shrink: float, compensate: bool, gap: int = 1):
-    """An ``evaluate`` method: the edit + the seam offset with these settings (the original unused)."""
+def variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gain: float = 1.0):
+    """An ``evaluate`` method: the edit + gain · the seam offset with these settings (the original
+    unused). A constant gain other than 1 is what a refiner that learned one scale for every image
+    returns."""
     def method(x_gen, mask, x_orig, batch_index):
         field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate,
                             gap=gap)
-        return (x_gen.float() + field).clamp(0.0, 1.0)
+        return (x_gen.float() + gain * field).clamp(0.0, 1.0)
     return method
 
 
@@ -53,16 +56,18 @@ def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1
 
 
 def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
-          gaps: list[int] = (1,), oracle_gain: bool = False) -> dict[str, dict[str, float]]:
+          gaps: list[int] = (1,), oracle_gain: bool = False, gains: list[float] = (1.0,)) -> dict[str, dict[str, float]]:
     """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
     A gap only changes the jump, so raw-step variants are scored once, without one. ``oracle_gain``
-    adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``)."""
+    adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``); each of
+    ``gains`` scales the offset by that constant (named ``×gain`` where it is not 1)."""
     methods = {"input": lambda g, m, o, i: g}
     for ring, shrink, comp, gap in itertools.product(rings, shrinks, compensates, gaps):
         if not comp and gap != gaps[0]:
             continue
         name = f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
-        methods[name] = variant(ring, shrink, comp, gap if comp else 1)
+        for gain in gains:
+            methods[name + (f" ×{gain:g}" if gain != 1 else "")] = variant(ring, shrink, comp, gap if comp else 1, gain)
         if oracle_gain:
             methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1)
     with torch.no_grad():
@@ -113,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle-gain", action="store_true",
                         help="add each variant's upper bound: the best gain on the offset per image, chosen with "
                              "the target (what learning a per-image gain could reach at most)")
+    parser.add_argument("--gain", type=floats, default=[1.0],
+                        help="comma-separated constant scales of the offset (1 = the untrained refiner; the best "
+                             "constant is what a refiner that learned one scale for all images reaches)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain)))
+    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain)))
     return 0
 
 

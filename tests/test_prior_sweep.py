@@ -80,3 +80,22 @@ def test_oracle_gain_is_the_best_gain_per_image_and_bounds_the_variant(tiny_set,
     assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--oracle-gain"]) == 0
     names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
     assert names == ["jump ring=4 shrink=0", "jump ring=4 shrink=0 oracle gain"]
+
+
+def test_constant_gain_rows_scale_the_offset(tiny_set, capsys):
+    """``--gain`` rows are the edit + gain·offset, equal to a direct computation; gain 0 is the input."""
+    from pixperfect.metrics.image import masked_l1
+
+    records = load_set(str(tiny_set))
+    table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True], gains=[0.0, 0.5, 1.0])
+    assert list(table) == ["jump ring=4 shrink=0 ×0", "jump ring=4 shrink=0 ×0.5", "jump ring=4 shrink=0"]
+    assert table["jump ring=4 shrink=0 ×0"]["color_uniform"] == pytest.approx(1.0)
+    d = records[0].decode()
+    x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
+    half = (x + 0.5 * seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    expected = float(masked_l1(half, gt, m) / masked_l1(x, gt, m))
+    assert table["jump ring=4 shrink=0 ×0.5"]["color_uniform"] == pytest.approx(expected, rel=1e-5)
+    assert 0.4 < expected < 0.7  # half the cast is left (a check that the row is not the plain variant)
+    assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--gain", "1,1.2"]) == 0
+    names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert names == ["jump ring=4 shrink=0", "jump ring=4 shrink=0 ×1.2"]

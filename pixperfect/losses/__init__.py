@@ -7,6 +7,7 @@ from pixperfect.losses.haar import HaarSpace
 from pixperfect.losses.perceptual import LPIPSLoss, MissingPretrainedWeights
 from pixperfect.losses.pixel import L1Loss
 from pixperfect.losses.refiner_loss import RefinerLoss, SpaceLoss
+from pixperfect.losses.seam_gain import SeamGainLoss
 from pixperfect.losses.spaces import IdentityMap, PixelSpace
 from pixperfect.losses.tone_map import PolynomialToneMap
 from pixperfect.losses.vgg_space import VGGFeatureSpace
@@ -22,6 +23,7 @@ __all__ = [
     "PixelSpace",
     "PolynomialToneMap",
     "RefinerLoss",
+    "SeamGainLoss",
     "SpaceLoss",
     "VGGFeatureSpace",
 ]

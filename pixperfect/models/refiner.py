@@ -10,6 +10,7 @@ with no Lightning or Hydra involved.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,14 @@ def ring_statistics(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         areas.append(ring.sum(dim=(2, 3)))
     both = ((areas[0] > 0) & (areas[1] > 0)).to(image.dtype)
     return torch.cat([*(s * both for s in stats), both], dim=1)
+
+
+class RefinerParts(NamedTuple):
+    """``CMGANRefiner.forward_parts``: the output, and the seam prior's offset and scale (or None)."""
+
+    image: torch.Tensor
+    offset: torch.Tensor | None
+    scale: torch.Tensor | None
 
 
 class CMGANRefiner(nn.Module, PretrainedMixin):
@@ -157,6 +166,11 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             nn.init.zeros_(self.global_affine.bias)
 
     def forward(self, x_gen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_parts(x_gen, mask).image
+
+    def forward_parts(self, x_gen: torch.Tensor, mask: torch.Tensor) -> "RefinerParts":
+        """The refined image and, with ``seam_gain``, the seam offset and the scale applied to it
+        (``1 + g``, N×1×H×W): what ``SeamGainLoss`` supervises. One forward either way."""
         check_image_and_mask(x_gen, mask)
         h0, w0 = x_gen.shape[-2:]
         image, pad = pad_to_multiple(x_gen, self.multiple, mode="replicate")
@@ -192,9 +206,10 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             x = sblock(x, skip, style)
 
         head = self.to_rgb(x).to(image.dtype)
-        prior = 0.0
+        prior, scale = 0.0, None
         if self.seam_gain:  # per-pixel gain on the offset, 1 at init
-            prior = (1.0 + head[:, -1:]) * offset.to(image.dtype)
+            scale = 1.0 + head[:, -1:]
+            prior = scale * offset.to(image.dtype)
             head = head[:, :-1]
         elif self.seam_prior:
             prior = offset.to(image.dtype)
@@ -208,4 +223,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         else:
             delta = 0.5 * head  # network works in [-1, 1]; the residual is in [0, 1] units
         out = (image + prior + delta).clamp(0.0, 1.0)
-        return out[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]
+        crop = lambda t: None if t is None else t[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]  # noqa: E731
+        if scale is None:
+            return RefinerParts(crop(out), None, None)
+        return RefinerParts(crop(out), crop(offset.to(image.dtype)), crop(scale))

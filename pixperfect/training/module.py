@@ -59,6 +59,9 @@ class PixPerfectModule(L.LightningModule):
         missing = set(loss.discriminator_names) - set(discriminators)
         if missing:
             raise ValueError(f"the loss needs discriminators {sorted(missing)} that were not given")
+        if loss.wants_prior_parts and not getattr(refiner, "seam_gain", False):
+            raise ValueError("loss.seam_gain.weight > 0 supervises the seam prior's scale, but the refiner has none: "
+                             "set model.refiner.seam_prior=true and model.refiner.seam_gain=true, or loss.seam_gain.weight=0")
         self.refiner = refiner
         self.discriminators = nn.ModuleDict(dict(discriminators))
         self.loss = loss
@@ -118,7 +121,12 @@ class PixPerfectModule(L.LightningModule):
         opt_g, opt_d = (optimizers, None) if not isinstance(optimizers, (list, tuple)) else optimizers
         g = self._generator("train")
 
-        x_pred = self.refiner(batch["x_gen"], batch["mask"])  # the one generator forward
+        parts = None  # the one generator forward; with the seam-gain term, with the prior's parts
+        if self.loss.wants_prior_parts and hasattr(self.refiner, "forward_parts"):
+            parts = self.refiner.forward_parts(batch["x_gen"], batch["mask"])
+            x_pred = parts.image
+        else:
+            x_pred = self.refiner(batch["x_gen"], batch["mask"])
         maps = self.loss.fit_maps(x_pred, batch, step, generator=g)
         logs: dict[str, torch.Tensor] = {}
 
@@ -138,7 +146,8 @@ class PixPerfectModule(L.LightningModule):
             logs.update({f"train/{k}": v for k, v in d_logs.items()})
 
         self.toggle_optimizer(opt_g)
-        g_loss, g_logs = self.loss.generator_loss(x_pred, batch, maps, self.discriminators, step, generator=g)
+        g_loss, g_logs = self.loss.generator_loss(x_pred, batch, maps, self.discriminators, step, generator=g,
+                                                  parts=parts)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         if self.grad_clip > 0:

@@ -1,0 +1,82 @@
+"""Direct supervision of the seam prior's scale: the scale that would have fit the target best.
+
+With ``seam_prior`` the refiner returns ``x + s·offset + Δ`` and predicts the per-pixel scale
+``s = 1 + g``. The pixel L1 reaches ``s`` only through ``Σ offset·sign(pred − target)``: texture on
+the target that no refiner can know (noise, JPEG blocks, the scene itself under a blurred edit)
+flips those signs pixel by pixel, and the few-percent trend that says "this offset over-reads the
+cast" or "this edit had no cast" is lost in them (README "Why training does not move past the
+prior": 192k samples do not move the scale). The best scale has a closed form: the least-squares
+projection of the input's error ``x_gt − x_gen`` onto the offset over the edit. The offset is
+smooth, so texture is nearly orthogonal to it and averages out of the projection; a cast is not,
+and an edit without one (clean, texture-only, a re-inpainted band) projects to about 0, which
+teaches the refiner where *not* to correct.
+
+Not in the paper (its refiner has no seam prior); measured in the README ("Supervising the prior's
+scale").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SeamGainLoss(nn.Module):
+    """``weight · Σ_edit |s − s*|·|offset| / Σ_edit 1``; ``(loss, logs)``.
+
+    The term is the L1 between the prior's contribution ``s·offset`` and the best-fitting one
+    ``s*·offset`` (image units, like the pixel L1): pixels with no offset cost nothing, whatever
+    their scale.
+
+    Args:
+        weight: the term's weight (0 = off; compare with the pixel space's ``l1_weight``).
+        window: 0 = one best scale per image (what the README's ``--oracle-gain`` bound measures);
+            k > 0 = a best scale per pixel over a k×k window, for casts the prior reads more
+            accurately in some parts of the edit than in others.
+        min_scale, max_scale: the best scale is clipped to this range (the oracle bound's).
+        eps: added to the projection's denominator (squared offset summed over the window), so a
+            window without an offset gets scale ≈ 0 (it costs nothing there anyway).
+    """
+
+    def __init__(self, weight: float = 0.0, window: int = 0, min_scale: float = -0.5, max_scale: float = 2.0,
+                 eps: float = 1e-6):
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"SeamGainLoss: weight must be ≥ 0; got {weight}")
+        if int(window) != window or window < 0:
+            raise ValueError(f"SeamGainLoss: window is 0 (per image) or a whole number of pixels ≥ 1; got {window}")
+        if not min_scale < max_scale:
+            raise ValueError(f"SeamGainLoss: min_scale must be < max_scale; got {min_scale}, {max_scale}")
+        self.weight = float(weight)
+        self.window = int(window)
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+        self.eps = float(eps)
+
+    @torch.no_grad()
+    def target_scale(self, offset: torch.Tensor, x_gen: torch.Tensor, x_gt: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """The least-squares scale s* of the offset against the input's error over the edit:
+        N×1×1×1 per image (``window`` 0), else N×1×H×W per window. float32 throughout."""
+        offset, m = offset.float(), mask.float()
+        num = m * (offset * (x_gt.float() - x_gen.float())).sum(dim=1, keepdim=True)
+        den = m * offset.square().sum(dim=1, keepdim=True)
+        if self.window:
+            box = lambda t: F.avg_pool2d(t, self.window, stride=1, padding=self.window // 2,  # noqa: E731
+                                         count_include_pad=False)[..., : t.shape[-2], : t.shape[-1]]
+            num, den = box(num), box(den)
+            eps = self.eps / self.window**2
+        else:
+            num, den = num.sum(dim=(2, 3), keepdim=True), den.sum(dim=(2, 3), keepdim=True)
+            eps = self.eps
+        return (num / (den + eps)).clamp(self.min_scale, self.max_scale)
+
+    def forward(self, scale: torch.Tensor, offset: torch.Tensor, x_gen: torch.Tensor, x_gt: torch.Tensor,
+                mask: torch.Tensor):
+        target = self.target_scale(offset, x_gen, x_gt, mask)
+        m = mask.float()
+        err = (scale.float() - target).abs() * offset.float().abs().mean(dim=1, keepdim=True)
+        loss = (m * err).sum() / m.sum().clamp_min(1.0)
+        logs = {"seam_gain": loss.detach(), "seam_scale": (m * scale.detach().float()).sum() / m.sum().clamp_min(1.0),
+                "seam_scale_target": (m * target.expand_as(m)).sum() / m.sum().clamp_min(1.0)}
+        return self.weight * loss, logs

@@ -1,0 +1,155 @@
+"""The seam-gain term: the best-fitting scale of the seam offset, and a loss that teaches it."""
+
+import pytest
+import torch
+
+from pixperfect.losses import L1Loss, RefinerLoss, SeamGainLoss, SpaceLoss
+from pixperfect.models import CMGANRefiner
+
+
+def _offset_and_mask(n=2, h=16, w=16):
+    mask = torch.zeros(n, 1, h, w)
+    mask[..., 4:12, 4:12] = 1
+    offset = torch.zeros(n, 3, h, w)
+    offset[:, 0] = 0.03 * mask[:, 0]
+    offset[:, 1] = -0.02 * mask[:, 0]
+    offset[:, 2] = 0.01 * mask[:, 0]
+    return offset, mask
+
+
+def test_target_scale_recovers_a_scaled_offset_and_ignores_orthogonal_texture():
+    """x_gt − x_gen = a·offset + a ±t checkerboard (orthogonal to the constant offset over the
+    8×8 edit) + anything outside the mask: the per-image least-squares scale is a exactly."""
+    offset, mask = _offset_and_mask()
+    x_gen = torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float() * 0.05
+    a = torch.tensor([0.7, 1.6]).view(2, 1, 1, 1)
+    x_gt = x_gen + a * offset + checker + (1 - mask) * 0.3  # background error must not count
+    target = SeamGainLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    assert target.shape == (2, 1, 1, 1)
+    assert target.flatten().tolist() == pytest.approx([0.7, 1.6], abs=1e-5)
+
+
+def test_target_scale_is_zero_without_a_cast_and_clipped_to_its_range():
+    offset, mask = _offset_and_mask()
+    x_gen = torch.rand(2, 3, 16, 16)
+    loss = SeamGainLoss(1.0, min_scale=-0.5, max_scale=2.0)
+    assert loss.target_scale(offset, x_gen, x_gen, mask).abs().max().item() == 0.0  # clean: no correction
+    assert loss.target_scale(offset, x_gen, x_gen + 5 * offset, mask).flatten().tolist() == pytest.approx([2.0, 2.0])
+    assert loss.target_scale(offset, x_gen, x_gen - 3 * offset, mask).flatten().tolist() == pytest.approx([-0.5, -0.5])
+
+
+def test_windowed_target_follows_a_cast_that_changes_across_the_edit():
+    """The left half of the edit is off by 0.5·offset, the right half by 1.5·offset: a 3×3 window
+    reads each half's own scale away from the line between them; the per-image scale is their mean."""
+    offset, mask = _offset_and_mask(n=1)
+    scale = torch.ones(1, 1, 16, 16)
+    scale[..., :8] = 0.5
+    scale[..., 8:] = 1.5
+    x_gen = torch.full((1, 3, 16, 16), 0.5)
+    x_gt = x_gen + scale * offset
+    local = SeamGainLoss(1.0, window=3, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    assert local.shape == (1, 1, 16, 16)
+    assert local[0, 0, 5:11, 4:7].flatten().tolist() == pytest.approx([0.5] * 18, abs=1e-5)
+    assert local[0, 0, 5:11, 9:12].flatten().tolist() == pytest.approx([1.5] * 18, abs=1e-5)
+    even = SeamGainLoss(1.0, window=4, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    assert even.shape == (1, 1, 16, 16)  # an even window keeps the image's size too
+    per_image = SeamGainLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    assert per_image.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_loss_is_the_l1_between_the_prior_and_its_best_fit_over_the_edit():
+    offset, mask = _offset_and_mask(n=1)
+    x_gen = torch.full((1, 3, 16, 16), 0.5)
+    x_gt = x_gen + 0.5 * offset  # best scale 0.5
+    scale = torch.full((1, 1, 16, 16), 1.0)
+    scale[..., :4, :] = 9.0  # outside the edit: costs nothing
+    term = SeamGainLoss(weight=10.0, eps=0.0)
+    loss, logs = term(scale, offset, x_gen, x_gt, mask)
+    mean_abs_offset = (0.03 + 0.02 + 0.01) / 3
+    assert loss.item() == pytest.approx(10.0 * 0.5 * mean_abs_offset, rel=1e-5)  # |1 − 0.5|·|o| over the edit
+    assert logs["seam_gain"].item() == pytest.approx(0.5 * mean_abs_offset, rel=1e-5)
+    assert logs["seam_scale"].item() == pytest.approx(1.0)
+    assert logs["seam_scale_target"].item() == pytest.approx(0.5, rel=1e-5)
+    right, _ = term(torch.full_like(scale, 0.5), offset, x_gen, x_gt, mask)
+    assert right.item() == pytest.approx(0.0, abs=1e-6)  # against 0.1 one line up: float32 rounding of 0.5·offset
+
+
+@pytest.mark.parametrize("kwargs", [dict(weight=-1.0), dict(window=2.5), dict(window=-3),
+                                    dict(min_scale=2.0, max_scale=1.0)])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="SeamGainLoss"):
+        SeamGainLoss(**kwargs)
+
+
+def _tiny_prior_refiner():
+    torch.manual_seed(0)
+    return CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+
+
+def _cast_sample():
+    """A grey-ish photo with a hard colour cast on a square edit: the seam offset reads it."""
+    torch.manual_seed(1)
+    x_gt = (0.5 + 0.05 * torch.randn(2, 3, 32, 32)).clamp(0, 1)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    cast = torch.tensor([0.08, -0.05, 0.03]).view(1, 3, 1, 1)
+    return x_gt, (x_gt + cast * mask).clamp(0, 1), mask
+
+
+def test_forward_parts_is_forward_and_exposes_the_prior():
+    refiner = _tiny_prior_refiner()
+    x_gt, x_gen, mask = _cast_sample()
+    parts = refiner.forward_parts(x_gen[..., :30, :29], mask[..., :30, :29])  # an odd size is padded inside
+    assert torch.equal(parts.image, refiner(x_gen[..., :30, :29], mask[..., :30, :29]))
+    assert parts.offset.shape == (2, 3, 30, 29) and parts.scale.shape == (2, 1, 30, 29)
+    assert torch.equal(parts.scale, torch.ones_like(parts.scale))  # zero-initialised head: scale 1
+    # untrained: the image is the input plus the offset (where nothing clips)
+    assert torch.allclose(parts.image, (x_gen[..., :30, :29] + parts.offset).clamp(0, 1), atol=1e-6)
+    # the offset undoes the cast: the opposite sign in every channel (how much is test_seam_prior's business)
+    inside = mask[..., :30, :29].bool()[:, 0]
+    means = [parts.offset[:, c][inside].mean().item() for c in range(3)]
+    assert means[0] < -0.02 and means[1] > 0.01 and means[2] < -0.002, means
+    plain = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16)
+    assert plain.forward_parts(x_gen, mask).scale is None
+
+
+def test_training_on_the_term_turns_the_prior_down_where_there_was_no_cast():
+    """Targets equal to the input (nothing to fix) make the best scale 0: a few steps on the
+    seam-gain term alone lower the refiner's scale over the edit from 1 towards 0."""
+    refiner = _tiny_prior_refiner()
+    _, x_gen, mask = _cast_sample()
+    term = SeamGainLoss(weight=64.0)
+    opt = torch.optim.Adam(refiner.parameters(), lr=1e-3)
+    scales = []
+    for _ in range(30):
+        parts = refiner.forward_parts(x_gen, mask)
+        loss, logs = term(parts.scale, parts.offset, x_gen, x_gen, mask)
+        scales.append(logs["seam_scale"].item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["seam_scale_target"].item() == 0.0
+    assert scales[0] == pytest.approx(1.0)
+    assert scales[-1] < 0.6
+
+
+def test_refiner_loss_adds_the_term_once_and_needs_the_parts():
+    refiner = _tiny_prior_refiner()
+    x_gt, x_gen, mask = _cast_sample()
+    batch = {"x_gt": x_gt, "x_gen": x_gen, "mask": mask}
+    spaces = {"pixel": SpaceLoss(l1_weight=1.0, lpips_weight=0.0, adv_weight=0.0)}
+    plain = RefinerLoss(spaces, l1=L1Loss())
+    with_gain = RefinerLoss(spaces, l1=L1Loss(), seam_gain=SeamGainLoss(weight=3.0))
+    assert not plain.wants_prior_parts and with_gain.wants_prior_parts
+    assert not RefinerLoss(spaces, seam_gain=SeamGainLoss(weight=0.0)).wants_prior_parts
+    parts = refiner.forward_parts(x_gen, mask)
+    base, _ = plain.generator_loss(parts.image, batch, plain.fit_maps(parts.image, batch, 0), {}, 0)
+    total, logs = with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0,
+                                           parts=parts)
+    alone, _ = SeamGainLoss(weight=3.0)(parts.scale, parts.offset, x_gen, x_gt, mask)
+    assert total.item() == pytest.approx(base.item() + alone.item(), rel=1e-6)
+    assert "seam_gain" in logs and logs["seam_scale"].item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="seam_prior=true"):
+        with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0)
