@@ -5,7 +5,7 @@
 
 Trains the refiner of ``train.py``'s config (``experiment=demo`` unless an override names another)
 with only its pixel-space L1 term (``loss.l1`` with its mask, keep and low-pass weights, ``l1_weight``
-of the pixel space), plus the seam-gain term where ``loss.seam_gain.weight`` > 0, and prints, every ``--every`` steps, the refiner's masked L1 divided by the input's on the
+of the pixel space), plus the seam-scale term where ``loss.seam_scale.weight`` > 0, and prints, every ``--every`` steps, the refiner's masked L1 divided by the input's on the
 validation set of the data config (held-out photos, the training simulation), or on ``--set`` (one
 yardstick for runs whose simulations differ). With ``--overfit`` it
 trains on one fixed batch and measures that batch: whether the architecture and optimiser can fit
@@ -84,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     refiner = instantiate(cfg.model.refiner)
     l1 = instantiate(cfg.loss.l1)
     l1_weight = float(cfg.loss.spaces.pixel.l1_weight)
-    seam_gain = instantiate(cfg.loss.seam_gain) if cfg.loss.get("seam_gain") else None
-    if seam_gain is not None and seam_gain.weight > 0 and not getattr(refiner, "seam_gain", False):
-        print("error: loss.seam_gain.weight > 0 supervises the seam prior's scale; the refiner needs "
+    seam_scale = instantiate(cfg.loss.seam_scale) if cfg.loss.get("seam_scale") else None
+    if seam_scale is not None and seam_scale.weight > 0 and not getattr(refiner, "seam_gain", False):
+        print("error: loss.seam_scale.weight > 0 supervises the seam prior's scale; the refiner needs "
               "model.refiner.seam_prior=true and model.refiner.seam_gain=true", file=sys.stderr)
         return 2
-    if seam_gain is not None and not seam_gain.weight > 0:
-        seam_gain = None
+    if seam_scale is not None and not seam_scale.weight > 0:
+        seam_scale = None
     opt = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     if args.overfit:  # the one fixed batch is both what we train on and what we measure
         fixed = next(iter(datamodule.train_dataloader()))
@@ -108,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             parts = refiner.forward_parts(measure["x_gen"], measure["mask"])
         out = {"masked_l1_ratio": round(masked_l1(parts.image, measure["x_gt"], measure["mask"]).mean().item() / base, 4)}
-        if parts.scale is not None:  # the seam prior's mean scale over the edits (1 = untrained)
+        if parts.scale is not None:  # the seam prior's scale over the edits (1 = untrained)
             m = measure["mask"]
+            per_image = (parts.scale * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1)
             out["seam_scale"] = round(((parts.scale * m).sum() / m.sum().clamp_min(1)).item(), 4)
+            # spread over images of their mean scale: 0 = one scale for every image
+            out["seam_scale_std"] = round(per_image.std().item(), 4) if len(per_image) > 1 else 0.0
         return out
 
     def report(step: int) -> None:
@@ -124,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch in (iter(lambda: fixed, None) if args.overfit else datamodule.train_dataloader()):
             parts = refiner.forward_parts(batch["x_gen"], batch["mask"])
             loss = l1_weight * l1(parts.image, batch["x_gt"], batch["mask"], batch["x_gen"], batch["x_gt"])[0]
-            if seam_gain is not None:
-                loss = loss + seam_gain(parts.scale, parts.offset, batch["x_gen"], batch["x_gt"], batch["mask"])[0]
+            if seam_scale is not None:
+                loss = loss + seam_scale(parts.scale, parts.offset, batch["x_gen"], batch["x_gt"], batch["mask"])[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip or 0) or float("inf"))

@@ -118,19 +118,19 @@ def test_fast_dev_run_of_the_demo_experiment(compose_cfg, tmp_path):
 
 
 def test_training_step_supervises_the_seam_prior_scale_when_asked(compose_cfg, tmp_path):
-    """With loss.seam_gain.weight > 0 the one generator forward also returns the prior's parts and
+    """With loss.seam_scale.weight > 0 the one generator forward also returns the prior's parts and
     the term is logged; the untrained refiner's scale over the edit is exactly 1."""
     cfg = compose_cfg(["experiment=demo", "debug=fast", *TINY, "model.refiner.seam_prior=true",
-                       "loss.seam_gain.weight=64", f"export_dir={tmp_path / 'export'}"])
+                       "loss.seam_scale.weight=64", f"export_dir={tmp_path / 'export'}"])
     datamodule, module, trainer = build(cfg)
     assert module.loss.wants_prior_parts
     trainer.fit(module, datamodule=datamodule)
     logged = trainer.callback_metrics
     assert logged["train/seam_scale"].item() == pytest.approx(1.0)
-    assert 0.0 < logged["train/seam_gain"].item() < 1.0
+    assert 0.0 < logged["train/seam_scale_loss"].item() < 1.0
     assert -0.5 <= logged["train/seam_scale_target"].item() <= 2.0
     without_prior = compose_cfg(["experiment=demo", "debug=fast", *TINY, "model.refiner.seam_prior=false",
-                                 "loss.seam_gain.weight=64"])
+                                 "loss.seam_scale.weight=64"])
     with pytest.raises(Exception, match="set model.refiner.seam_prior=true"):  # at build, not after a step
         build(without_prior)
 

@@ -7,7 +7,7 @@ from pixperfect.losses.haar import HaarSpace
 from pixperfect.losses.perceptual import LPIPSLoss, MissingPretrainedWeights
 from pixperfect.losses.pixel import L1Loss
 from pixperfect.losses.refiner_loss import RefinerLoss, SpaceLoss
-from pixperfect.losses.seam_gain import SeamGainLoss
+from pixperfect.losses.seam_scale import SeamScaleLoss
 from pixperfect.losses.spaces import IdentityMap, PixelSpace
 from pixperfect.losses.tone_map import PolynomialToneMap
 from pixperfect.losses.vgg_space import VGGFeatureSpace
@@ -23,7 +23,7 @@ __all__ = [
     "PixelSpace",
     "PolynomialToneMap",
     "RefinerLoss",
-    "SeamGainLoss",
+    "SeamScaleLoss",
     "SpaceLoss",
     "VGGFeatureSpace",
 ]

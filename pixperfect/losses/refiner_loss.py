@@ -14,7 +14,7 @@ from torch import nn
 from pixperfect.losses.adversarial import NonSaturatingAdversarialLoss
 from pixperfect.losses.perceptual import LPIPSLoss
 from pixperfect.losses.pixel import L1Loss
-from pixperfect.losses.seam_gain import SeamGainLoss
+from pixperfect.losses.seam_scale import SeamScaleLoss
 from pixperfect.losses.spaces import PixelSpace, SpaceMap
 
 
@@ -61,7 +61,7 @@ class SpaceLoss(nn.Module):
 class RefinerLoss(nn.Module):
     """All spaces' terms, sharing one L1, one LPIPS and one adversarial loss definition.
 
-    ``seam_gain`` (optional, once, outside the spaces) supervises the seam prior's scale directly
+    ``seam_scale`` (optional, once, outside the spaces) supervises the seam prior's scale directly
     when the refiner returns its parts (``CMGANRefiner.forward_parts``).
     """
 
@@ -71,7 +71,7 @@ class RefinerLoss(nn.Module):
         lpips: LPIPSLoss | None = None,
         adversarial: NonSaturatingAdversarialLoss | None = None,
         l1: L1Loss | None = None,
-        seam_gain: SeamGainLoss | None = None,
+        seam_scale: SeamScaleLoss | None = None,
     ):
         super().__init__()
         if not spaces:
@@ -80,12 +80,12 @@ class RefinerLoss(nn.Module):
         self.lpips = lpips
         self.adversarial = adversarial if adversarial is not None else NonSaturatingAdversarialLoss()
         self.l1 = l1 if l1 is not None else L1Loss()
-        self.seam_gain = seam_gain
+        self.seam_scale = seam_scale
 
     @property
     def wants_prior_parts(self) -> bool:
         """Whether the generator loss needs the seam prior's offset and scale."""
-        return self.seam_gain is not None and self.seam_gain.weight > 0
+        return self.seam_scale is not None and self.seam_scale.weight > 0
 
     @property
     def discriminator_names(self) -> list[str]:
@@ -114,10 +114,10 @@ class RefinerLoss(nn.Module):
         logs: dict[str, torch.Tensor] = {}
         if self.wants_prior_parts:
             if parts is None or parts.scale is None:
-                raise ValueError("loss.seam_gain supervises the seam prior's scale: the refiner needs "
-                                 "seam_prior=true and seam_gain=true (or set loss.seam_gain.weight=0)")
-            total, gain_logs = self.seam_gain(parts.scale, parts.offset, batch["x_gen"], x_gt, mask)
-            logs.update(gain_logs)
+                raise ValueError("loss.seam_scale supervises the seam prior's scale: the refiner needs "
+                                 "model.refiner.seam_prior=true and model.refiner.seam_gain=true (or set loss.seam_scale.weight=0)")
+            total, scale_logs = self.seam_scale(parts.scale, parts.offset, batch["x_gen"], x_gt, mask)
+            logs.update(scale_logs)
         for name, weight in self.active(step).items():
             term = self.spaces[name]
             f = maps[name]

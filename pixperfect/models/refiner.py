@@ -170,7 +170,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
 
     def forward_parts(self, x_gen: torch.Tensor, mask: torch.Tensor) -> "RefinerParts":
         """The refined image and, with ``seam_gain``, the seam offset and the scale applied to it
-        (``1 + g``, N×1×H×W): what ``SeamGainLoss`` supervises. One forward either way."""
+        (``1 + g``, N×1×H×W): what ``SeamScaleLoss`` supervises. One forward either way."""
         check_image_and_mask(x_gen, mask)
         h0, w0 = x_gen.shape[-2:]
         image, pad = pad_to_multiple(x_gen, self.multiple, mode="replicate")

@@ -59,9 +59,10 @@ class PixPerfectModule(L.LightningModule):
         missing = set(loss.discriminator_names) - set(discriminators)
         if missing:
             raise ValueError(f"the loss needs discriminators {sorted(missing)} that were not given")
-        if loss.wants_prior_parts and not getattr(refiner, "seam_gain", False):
-            raise ValueError("loss.seam_gain.weight > 0 supervises the seam prior's scale, but the refiner has none: "
-                             "set model.refiner.seam_prior=true and model.refiner.seam_gain=true, or loss.seam_gain.weight=0")
+        if loss.wants_prior_parts and not (getattr(refiner, "seam_gain", False)
+                                           and callable(getattr(refiner, "forward_parts", None))):
+            raise ValueError("loss.seam_scale.weight > 0 supervises the seam prior's scale, but the refiner has none: "
+                             "set model.refiner.seam_prior=true and model.refiner.seam_gain=true, or loss.seam_scale.weight=0")
         self.refiner = refiner
         self.discriminators = nn.ModuleDict(dict(discriminators))
         self.loss = loss
@@ -121,8 +122,8 @@ class PixPerfectModule(L.LightningModule):
         opt_g, opt_d = (optimizers, None) if not isinstance(optimizers, (list, tuple)) else optimizers
         g = self._generator("train")
 
-        parts = None  # the one generator forward; with the seam-gain term, with the prior's parts
-        if self.loss.wants_prior_parts and hasattr(self.refiner, "forward_parts"):
+        parts = None  # the one generator forward; with the seam-scale term, with the prior's parts
+        if self.loss.wants_prior_parts:
             parts = self.refiner.forward_parts(batch["x_gen"], batch["mask"])
             x_pred = parts.image
         else:

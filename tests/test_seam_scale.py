@@ -1,9 +1,9 @@
-"""The seam-gain term: the best-fitting scale of the seam offset, and a loss that teaches it."""
+"""The seam-scale term: the best-fitting scale of the seam offset, and a loss that teaches it."""
 
 import pytest
 import torch
 
-from pixperfect.losses import L1Loss, RefinerLoss, SeamGainLoss, SpaceLoss
+from pixperfect.losses import L1Loss, RefinerLoss, SeamScaleLoss, SpaceLoss
 from pixperfect.models import CMGANRefiner
 
 
@@ -26,7 +26,7 @@ def test_target_scale_recovers_a_scaled_offset_and_ignores_orthogonal_texture():
     checker = ((yy + xx) % 2 * 2 - 1).float() * 0.05
     a = torch.tensor([0.7, 1.6]).view(2, 1, 1, 1)
     x_gt = x_gen + a * offset + checker + (1 - mask) * 0.3  # background error must not count
-    target = SeamGainLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    target = SeamScaleLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
     assert target.shape == (2, 1, 1, 1)
     assert target.flatten().tolist() == pytest.approx([0.7, 1.6], abs=1e-5)
 
@@ -34,7 +34,7 @@ def test_target_scale_recovers_a_scaled_offset_and_ignores_orthogonal_texture():
 def test_target_scale_is_zero_without_a_cast_and_clipped_to_its_range():
     offset, mask = _offset_and_mask()
     x_gen = torch.rand(2, 3, 16, 16)
-    loss = SeamGainLoss(1.0, min_scale=-0.5, max_scale=2.0)
+    loss = SeamScaleLoss(1.0, min_scale=-0.5, max_scale=2.0)
     assert loss.target_scale(offset, x_gen, x_gen, mask).abs().max().item() == 0.0  # clean: no correction
     assert loss.target_scale(offset, x_gen, x_gen + 5 * offset, mask).flatten().tolist() == pytest.approx([2.0, 2.0])
     assert loss.target_scale(offset, x_gen, x_gen - 3 * offset, mask).flatten().tolist() == pytest.approx([-0.5, -0.5])
@@ -49,13 +49,14 @@ def test_windowed_target_follows_a_cast_that_changes_across_the_edit():
     scale[..., 8:] = 1.5
     x_gen = torch.full((1, 3, 16, 16), 0.5)
     x_gt = x_gen + scale * offset
-    local = SeamGainLoss(1.0, window=3, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    local = SeamScaleLoss(1.0, window=3, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
     assert local.shape == (1, 1, 16, 16)
     assert local[0, 0, 5:11, 4:7].flatten().tolist() == pytest.approx([0.5] * 18, abs=1e-5)
     assert local[0, 0, 5:11, 9:12].flatten().tolist() == pytest.approx([1.5] * 18, abs=1e-5)
-    even = SeamGainLoss(1.0, window=4, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
-    assert even.shape == (1, 1, 16, 16)  # an even window keeps the image's size too
-    per_image = SeamGainLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
+    # centred: the column just left of the line between the halves sees 2 of its 3 columns at 0.5
+    assert local[0, 0, 8, 7].item() == pytest.approx((2 * 0.5 + 1.5) / 3, abs=1e-5)
+    assert local[0, 0, 8, 8].item() == pytest.approx((0.5 + 2 * 1.5) / 3, abs=1e-5)
+    per_image = SeamScaleLoss(1.0, eps=0.0).target_scale(offset, x_gen, x_gt, mask)
     assert per_image.item() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -65,22 +66,25 @@ def test_loss_is_the_l1_between_the_prior_and_its_best_fit_over_the_edit():
     x_gt = x_gen + 0.5 * offset  # best scale 0.5
     scale = torch.full((1, 1, 16, 16), 1.0)
     scale[..., :4, :] = 9.0  # outside the edit: costs nothing
-    term = SeamGainLoss(weight=10.0, eps=0.0)
+    term = SeamScaleLoss(weight=10.0, power=1, eps=0.0)
     loss, logs = term(scale, offset, x_gen, x_gt, mask)
     mean_abs_offset = (0.03 + 0.02 + 0.01) / 3
     assert loss.item() == pytest.approx(10.0 * 0.5 * mean_abs_offset, rel=1e-5)  # |1 − 0.5|·|o| over the edit
-    assert logs["seam_gain"].item() == pytest.approx(0.5 * mean_abs_offset, rel=1e-5)
+    assert logs["seam_scale_loss"].item() == pytest.approx(0.5 * mean_abs_offset, rel=1e-5)
     assert logs["seam_scale"].item() == pytest.approx(1.0)
     assert logs["seam_scale_target"].item() == pytest.approx(0.5, rel=1e-5)
     right, _ = term(torch.full_like(scale, 0.5), offset, x_gen, x_gt, mask)
     assert right.item() == pytest.approx(0.0, abs=1e-6)  # against 0.1 one line up: float32 rounding of 0.5·offset
+    squared, _ = SeamScaleLoss(weight=10.0, power=2, eps=0.0)(scale, offset, x_gen, x_gt, mask)
+    mean_sq_offset = (0.03**2 + 0.02**2 + 0.01**2) / 3
+    assert squared.item() == pytest.approx(10.0 * 0.25 * mean_sq_offset, rel=1e-4)  # ((1 − 0.5)·o)² over the edit
 
 
-@pytest.mark.parametrize("kwargs", [dict(weight=-1.0), dict(window=2.5), dict(window=-3),
-                                    dict(min_scale=2.0, max_scale=1.0)])
+@pytest.mark.parametrize("kwargs", [dict(weight=-1.0), dict(window=2.5), dict(window=-3), dict(window=4),
+                                    dict(power=3), dict(min_scale=2.0, max_scale=1.0)])
 def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError, match="SeamGainLoss"):
-        SeamGainLoss(**kwargs)
+    with pytest.raises(ValueError, match="SeamScaleLoss"):
+        SeamScaleLoss(**kwargs)
 
 
 def _tiny_prior_refiner():
@@ -102,7 +106,6 @@ def test_forward_parts_is_forward_and_exposes_the_prior():
     refiner = _tiny_prior_refiner()
     x_gt, x_gen, mask = _cast_sample()
     parts = refiner.forward_parts(x_gen[..., :30, :29], mask[..., :30, :29])  # an odd size is padded inside
-    assert torch.equal(parts.image, refiner(x_gen[..., :30, :29], mask[..., :30, :29]))
     assert parts.offset.shape == (2, 3, 30, 29) and parts.scale.shape == (2, 1, 30, 29)
     assert torch.equal(parts.scale, torch.ones_like(parts.scale))  # zero-initialised head: scale 1
     # untrained: the image is the input plus the offset (where nothing clips)
@@ -120,7 +123,7 @@ def test_training_on_the_term_turns_the_prior_down_where_there_was_no_cast():
     seam-gain term alone lower the refiner's scale over the edit from 1 towards 0."""
     refiner = _tiny_prior_refiner()
     _, x_gen, mask = _cast_sample()
-    term = SeamGainLoss(weight=64.0)
+    term = SeamScaleLoss(weight=64.0)
     opt = torch.optim.Adam(refiner.parameters(), lr=1e-3)
     scales = []
     for _ in range(30):
@@ -141,15 +144,15 @@ def test_refiner_loss_adds_the_term_once_and_needs_the_parts():
     batch = {"x_gt": x_gt, "x_gen": x_gen, "mask": mask}
     spaces = {"pixel": SpaceLoss(l1_weight=1.0, lpips_weight=0.0, adv_weight=0.0)}
     plain = RefinerLoss(spaces, l1=L1Loss())
-    with_gain = RefinerLoss(spaces, l1=L1Loss(), seam_gain=SeamGainLoss(weight=3.0))
+    with_gain = RefinerLoss(spaces, l1=L1Loss(), seam_scale=SeamScaleLoss(weight=3.0))
     assert not plain.wants_prior_parts and with_gain.wants_prior_parts
-    assert not RefinerLoss(spaces, seam_gain=SeamGainLoss(weight=0.0)).wants_prior_parts
+    assert not RefinerLoss(spaces, seam_scale=SeamScaleLoss(weight=0.0)).wants_prior_parts
     parts = refiner.forward_parts(x_gen, mask)
     base, _ = plain.generator_loss(parts.image, batch, plain.fit_maps(parts.image, batch, 0), {}, 0)
     total, logs = with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0,
                                            parts=parts)
-    alone, _ = SeamGainLoss(weight=3.0)(parts.scale, parts.offset, x_gen, x_gt, mask)
+    alone, _ = SeamScaleLoss(weight=3.0)(parts.scale, parts.offset, x_gen, x_gt, mask)
     assert total.item() == pytest.approx(base.item() + alone.item(), rel=1e-6)
-    assert "seam_gain" in logs and logs["seam_scale"].item() == pytest.approx(1.0)
+    assert "seam_scale_loss" in logs and logs["seam_scale"].item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="seam_prior=true"):
         with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0)
