@@ -278,6 +278,25 @@ def test_fit_probe_fits_one_fixed_batch(capsys):
     assert main(["--overfit", "--set", "eval_sets/any"]) == 2  # the fixed batch is what --overfit measures
 
 
+def test_fit_probe_trains_and_reports_the_seam_scale(capsys):
+    """With loss.seam_scale.weight > 0 (pixel L1 off) only the scale term trains the refiner: the
+    probe reports the prior's scale over the edits, 1 with no spread at step 0, and moved after
+    a few steps; the term without a seam prior is refused with the fix named."""
+    import json
+
+    from evaluation.fit_probe import main
+
+    tiny = ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=4"]
+    assert main(["--overfit", "--steps", "6", "--every", "3", "--lr", "2e-3", *tiny, "model.refiner.seam_prior=true",
+                 "loss.seam_scale.weight=64", "loss.spaces.pixel.l1_weight=0"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert rows[0]["seam_scale"] == 1.0 and rows[0]["seam_scale_std"] == 0.0
+    assert abs(rows[-1]["seam_scale"] - 1.0) > 1e-3  # only the scale term had a gradient
+    assert main(["--steps", "1", *tiny, "model.refiner.seam_prior=false", "loss.seam_scale.weight=64"]) == 2
+    assert "model.refiner.seam_prior=true" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
     """--set: the same yardstick for any simulation. Step 0 is the untrained refiner: without the

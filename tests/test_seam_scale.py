@@ -60,7 +60,7 @@ def test_windowed_target_follows_a_cast_that_changes_across_the_edit():
     assert per_image.item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_loss_is_the_l1_between_the_prior_and_its_best_fit_over_the_edit():
+def test_loss_is_the_l1_or_squared_error_between_the_prior_and_its_best_fit_over_the_edit():
     offset, mask = _offset_and_mask(n=1)
     x_gen = torch.full((1, 3, 16, 16), 0.5)
     x_gt = x_gen + 0.5 * offset  # best scale 0.5
@@ -102,7 +102,7 @@ def _cast_sample():
     return x_gt, (x_gt + cast * mask).clamp(0, 1), mask
 
 
-def test_forward_parts_is_forward_and_exposes_the_prior():
+def test_forward_parts_exposes_the_prior_and_the_untrained_image_is_input_plus_offset():
     refiner = _tiny_prior_refiner()
     x_gt, x_gen, mask = _cast_sample()
     parts = refiner.forward_parts(x_gen[..., :30, :29], mask[..., :30, :29])  # an odd size is padded inside
