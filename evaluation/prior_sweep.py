@@ -3,6 +3,7 @@
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 4,32 --shrink 4,8 --compensate 0,1
     python -m evaluation.prior_sweep --set eval_sets/cbsd20_sim_128 --ring 16 --shrink 8 --compensate 1 --oracle-gain
     python -m evaluation.prior_sweep --set eval_sets/cbsd20_bench_128 --ring 16 --shrink 8 --compensate 1 --gain 1,1.2
+    python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6,8 --compensate 1 --shrinkage james_stein,wiener
 
 Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
 fill, no CG): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
@@ -24,16 +25,16 @@ import torch
 from evaluation.evaluate import evaluate
 from evaluation.sets import EvalInputError, load_set
 from pixperfect.metrics import masked_l1
-from pixperfect.models.seam_offset import seam_offset
+from pixperfect.models.seam_offset import SHRINKAGES, seam_offset
 
 
-def variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gain: float = 1.0):
+def variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gain: float = 1.0, shrinkage: str = "james_stein"):
     """An ``evaluate`` method: the edit + gain · the seam offset with these settings (the original
     unused). A constant gain other than 1 is what a refiner that learned one scale for every image
     returns."""
     def method(x_gen, mask, x_orig, batch_index):
         field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate,
-                            gap=gap)
+                            gap=gap, shrinkage=shrinkage)
         return (x_gen.float() + gain * field).clamp(0.0, 1.0)
     return method
 
@@ -41,13 +42,15 @@ def variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gain: floa
 ORACLE_GAINS = tuple(round(-0.5 + 0.1 * i, 1) for i in range(26))  # -0.5 … 2.0: off, reversed, under/over-shot
 
 
-def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gains=ORACLE_GAINS):
+def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gains=ORACLE_GAINS,
+                        shrinkage: str = "james_stein"):
     """The edit + a·offset with, per sample, the gain a that scores best against the target: what a
     refiner that learned one perfect gain per image would reach. It reads the target, so it is an
     upper bound (the headroom of learning a per-image gain on the prior), never a method."""
     def method(x_gen, mask, x_gt, batch_index):
         x_gen = x_gen.float()
-        field = seam_offset(x_gen, mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate, gap=gap)
+        field = seam_offset(x_gen, mask.float(), ring=ring, shrink=shrink, iterations=0, compensate=compensate, gap=gap,
+                            shrinkage=shrinkage)
         outs = torch.stack([(x_gen + a * field).clamp(0.0, 1.0) for a in gains])  # G×N×3×H×W
         errors = torch.stack([masked_l1(o, x_gt, mask) for o in outs])  # G×N, the metric the table reports
         best = errors.argmin(dim=0)
@@ -56,20 +59,23 @@ def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1
 
 
 def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
-          gaps: list[int] = (1,), oracle_gain: bool = False, gains: list[float] = (1.0,)) -> dict[str, dict[str, float]]:
+          gaps: list[int] = (1,), oracle_gain: bool = False, gains: list[float] = (1.0,),
+          shrinkages: list[str] = ("james_stein",)) -> dict[str, dict[str, float]]:
     """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
     A gap only changes the jump, so raw-step variants are scored once, without one. ``oracle_gain``
     adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``); each of
-    ``gains`` scales the offset by that constant (named ``×gain`` where it is not 1)."""
+    ``gains`` scales the offset by that constant (named ``×gain`` where it is not 1). A ``wiener``
+    shrinkage is named as such; ``james_stein``, the default, is not."""
     methods = {"input": lambda g, m, o, i: g}
-    for ring, shrink, comp, gap in itertools.product(rings, shrinks, compensates, gaps):
+    for ring, shrink, comp, gap, rule in itertools.product(rings, shrinks, compensates, gaps, shrinkages):
         if not comp and gap != gaps[0]:
             continue
-        name = f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
+        name = (f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
+                + (f" {rule}" if rule != "james_stein" else ""))
         for gain in gains:
-            methods[name + (f" ×{gain:g}" if gain != 1 else "")] = variant(ring, shrink, comp, gap if comp else 1, gain)
+            methods[name + (f" ×{gain:g}" if gain != 1 else "")] = variant(ring, shrink, comp, gap if comp else 1, gain, rule)
         if oracle_gain:
-            methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1)
+            methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1, shrinkage=rule)
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
     table = {}
@@ -105,6 +111,14 @@ def flags(text: str) -> list[bool]:
     return [v == "1" for v in values]
 
 
+def shrinkages(text: str) -> list[str]:
+    """``james_stein,wiener`` → the list; an unknown rule is an error."""
+    values = text.split(",")
+    if any(v not in SHRINKAGES for v in values):
+        raise ValueError(text)
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.prior_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", required=True, help="an evaluation set (make_set output, shards or a folder)")
@@ -121,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gain", type=floats, default=[1.0],
                         help="comma-separated constant scales of the offset (1 = the untrained refiner; the best "
                              "constant is what a refiner that learned one scale for all images reaches)")
+    parser.add_argument("--shrinkage", type=shrinkages, default=["james_stein"],
+                        help="comma-separated rules: james_stein (a jump within the noise is zero; the default) "
+                             "and/or wiener (scaled down, never zero: the prior before session 10)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -132,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain)))
+    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain,
+                                    args.shrinkage)))
     return 0
 
 

@@ -55,7 +55,11 @@ def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys)
     assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "8", "--compensate", "0,1", "--gap", "1,3"]) == 0
     names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
     assert names == ["step ring=4 shrink=8", "jump ring=4 shrink=8", "jump ring=4 shrink=8 gap=3"]  # no gap on a step
-    for bad in (["--ring", "-1"], ["--compensate", "2"], ["--shrink", "x"], ["--gap", "0"]):
+    assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "8", "--compensate", "1",
+                 "--shrinkage", "james_stein,wiener"]) == 0
+    names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert names == ["jump ring=4 shrink=8", "jump ring=4 shrink=8 wiener"]  # the default rule is not named
+    for bad in (["--ring", "-1"], ["--compensate", "2"], ["--shrink", "x"], ["--gap", "0"], ["--shrinkage", "soft"]):
         with pytest.raises(SystemExit):
             main(["--set", str(tiny_set), *bad])
     assert main(["--set", str(tiny_set / "missing")]) == 2

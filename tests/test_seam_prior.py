@@ -202,7 +202,7 @@ def test_push_pull_keeps_known_values_and_fills_holes_between_them():
 def test_untrained_refiner_with_seam_prior_returns_input_plus_offset():
     refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
     g = torch.Generator().manual_seed(3)
-    image = torch.rand(2, 3, 40, 56, generator=g)
+    image = 0.4 + 0.1 * torch.rand(2, 3, 40, 56, generator=g)  # texture a 0.1 cast stands out of
     mask = torch.zeros(2, 1, 40, 56)
     mask[..., 10:30, 12:40] = 1
     edited = (image + 0.1 * mask).clamp(0, 1)
@@ -320,3 +320,84 @@ def test_the_gain_on_the_offset_is_learned():
 def test_bad_input_is_one_clear_error(image, mask, kw, message):
     with pytest.raises(ValueError, match=message):
         seam_offset(image, mask, **kw)
+
+
+def _seam_with_alternating_jumps(cast: float, wobble: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat image whose right half is the edit; along the seam (column 32) the edit's first
+    column is off by ``cast`` plus ``±wobble`` alternating row by row: the raw step per crossing is
+    −(cast ± wobble), a known mean and spread."""
+    image = torch.full((1, 3, 64, 64), 0.5, dtype=torch.float64)
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    mask[..., 32:] = 1
+    signs = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(64)], dtype=torch.float64)
+    image[..., 32:] += cast
+    image[..., :, 32] += wobble * signs[None, :]
+    return image, mask
+
+
+@pytest.mark.parametrize("cast,wobble", [(0.05, 0.04), (0.05, 0.2), (0.0, 0.1)])
+def test_shrinkage_rules_equal_their_formulas_on_a_known_seam(cast, wobble):
+    """The window mean μ and variance of the step along a straight seam, computed by hand for one
+    row, give ν = shrink·var/(2R+1); James–Stein scales μ by max(0, 1 − ν/|μ|²), Wiener by
+    |μ|²/(|μ|² + ν). (0.05, 0.2): the cast is within the noise, so James–Stein reads exactly 0."""
+    from pixperfect.models.seam_offset import seam_step
+
+    image, mask = _seam_with_alternating_jumps(cast, wobble)
+    radius, shrink, row = 6, 6.0, 30
+    steps = np.array([-(cast + wobble * (1 if i % 2 == 0 else -1)) for i in range(row - radius, row + radius + 1)])
+    mu, var = steps.mean(), steps.var()
+    signal, noise = 3 * mu**2, shrink * 3 * var / (2 * radius + 1)
+    expected = {"james_stein": mu * max(0.0, 1 - noise / (signal + 1e-12)), "wiener": mu * signal / (signal + noise + 1e-12)}
+    for rule, value in expected.items():
+        flux, crossings = seam_step(image, mask, radius, shrink, compensate=False, shrinkage=rule)
+        assert crossings[0, 0, row, 32] == 1 and crossings[0, 0, row, 33] == 0
+        np.testing.assert_allclose(flux[0, :, row, 32].numpy(), value, rtol=1e-9, atol=1e-15)
+    if cast == 0.05 and wobble == 0.2:
+        assert expected["james_stein"] == 0.0 and expected["wiener"] != 0.0
+    if cast == 0.05 and wobble == 0.04:
+        assert abs(expected["james_stein"]) > 0.5 * cast  # a cast above the noise is read
+
+
+def test_james_stein_leaves_an_edit_without_a_cast_alone_where_wiener_moves_it():
+    """Texture at the seam and no cast: the default prior is exactly zero; the Wiener rule (the
+    prior before session 10) still moves the edit. With a cast, the default never reads more of it
+    than Wiener at the same strength (1 − ν/s ≤ s/(s + ν))."""
+    g = torch.Generator().manual_seed(11)
+    texture = 0.5 + 0.03 * torch.randn(2, 3, 96, 96, generator=g, dtype=torch.float64)
+    mask = _blob_mask(96, 96, seed=2).expand(2, -1, -1, -1)
+    js = seam_offset(texture, mask, iterations=0)
+    wiener = seam_offset(texture, mask, iterations=0, shrinkage="wiener")
+    assert js.abs().max() == 0.0 and wiener.abs().max() > 1e-4
+    cast = torch.tensor([0.06, -0.03, 0.02], dtype=torch.float64).view(1, 3, 1, 1)
+    edited = texture + cast * mask
+    js = seam_offset(edited, mask, iterations=0, shrink=8.0)
+    wiener = seam_offset(edited, mask, iterations=0, shrink=8.0, shrinkage="wiener")
+    inside = mask.bool().expand_as(js)
+    assert (js.abs() <= wiener.abs() + 1e-12).all()
+    assert js[inside].abs().mean() > 0.5 * wiener[inside].abs().mean()  # a clear cast is still read
+    with pytest.raises(ValueError, match="shrinkage must be one of"):
+        seam_offset(edited, mask, shrinkage="soft")
+
+
+def test_refiner_seam_shrinkage_round_trips_and_old_exports_keep_wiener(tmp_path):
+    """The rule is part of the refiner's config; an export saved before the option existed (no
+    ``seam_shrinkage`` in config.json) loads with the rule it was trained with, Wiener."""
+    import json
+
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+    assert refiner.seam_shrinkage == "james_stein"
+    refiner.save_pretrained(tmp_path / "new")
+    assert CMGANRefiner.from_pretrained(tmp_path / "new").seam_shrinkage == "james_stein"
+    refiner.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["seam_shrinkage"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    old = CMGANRefiner.from_pretrained(tmp_path / "old")
+    assert old.seam_shrinkage == "wiener"
+    g = torch.Generator().manual_seed(4)
+    x = 0.5 + 0.03 * torch.randn(1, 3, 48, 48, generator=g)
+    m = _blob_mask(48, 48, seed=1).float()
+    with torch.no_grad():
+        assert torch.allclose(old(x, m), (x + seam_offset(x, m, iterations=0, shrinkage="wiener")).clamp(0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="seam_shrinkage must be one of"):
+        CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_shrinkage="hard")

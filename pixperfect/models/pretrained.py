@@ -51,7 +51,7 @@ class PretrainedMixin(ConfigMixin):
             local = cls._download(path, subfolder, hub_kwargs)
             weights = local / WEIGHTS_NAME
         try:
-            config = cls.load_config(local)
+            config = cls.upgrade_config(cls.load_config(local))
             model = cls.from_config(config)
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(f"{local / cls.config_name} is not a valid {cls.__name__} config: "
@@ -87,6 +87,11 @@ class PretrainedMixin(ConfigMixin):
             raise FileNotFoundError(f"{name} is neither a local folder nor a downloadable Hub repo "
                                     f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
         return weights.parent
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Hook: fill in options a config saved by an older version lacks (identity here)."""
+        return config
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -26,7 +26,7 @@ from pixperfect.models.blocks import (
     lrelu,
 )
 from pixperfect.models.pretrained import PretrainedMixin
-from pixperfect.models.seam_offset import seam_offset
+from pixperfect.models.seam_offset import SHRINKAGES, seam_offset
 from pixperfect.utils import check_image_and_mask, pad_to_multiple
 
 
@@ -103,6 +103,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         seam_gap: how far from the seam the prior reads the jump, as a fraction of the image's
             short side (0 = next to the seam, the first estimator; ``1/64`` = 4 px at 256²: a
             feathered seam, which the one-pixel jump compensates away, is then read whole).
+        seam_shrinkage: how the prior turns a jump within the noise down: ``"james_stein"`` sets
+            it to zero (an edit without a cast is left alone), ``"wiener"`` only scales it down
+            (the prior before session 10; exports saved before the option load with it).
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -122,6 +125,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         seam_prior: bool = False,
         seam_gain: bool = True,
         seam_gap: float = 0.0,
+        seam_shrinkage: str = "james_stein",
     ):
         super().__init__()
         if output not in ("residual", "affine"):
@@ -137,6 +141,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if not 0.0 <= seam_gap < 0.25:
             raise ValueError(f"seam_gap is a fraction of the image side in [0, 0.25); got {seam_gap}")
         self.seam_gap = float(seam_gap)
+        if seam_shrinkage not in SHRINKAGES:
+            raise ValueError(f"seam_shrinkage must be one of {SHRINKAGES}; got {seam_shrinkage!r}")
+        self.seam_shrinkage = seam_shrinkage
         self.stem = Conv2d(7 if self.seam_prior else 4, channels[0], 3)
         self.down = nn.ModuleList(DownBlock(channels[i], channels[i + 1]) for i in range(len(channels) - 1))
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
@@ -165,6 +172,13 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             nn.init.zeros_(self.global_affine.weight)
             nn.init.zeros_(self.global_affine.bias)
 
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """An export's config from before an option existed keeps the behaviour it was trained with."""
+        if config.get("seam_prior") and "seam_shrinkage" not in config:
+            config = {**config, "seam_shrinkage": "wiener"}
+        return config
+
     def forward(self, x_gen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.forward_parts(x_gen, mask).image
 
@@ -180,7 +194,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if self.seam_prior:
             with torch.no_grad():  # a fixed function of the input, like the mask
                 gap = max(1, round(self.seam_gap * min(h0, w0)))
-                offset = seam_offset(image.detach(), m, iterations=0, gap=gap)
+                offset = seam_offset(image.detach(), m, iterations=0, gap=gap, shrinkage=self.seam_shrinkage)
             inputs.append(2.0 * offset)
         x = lrelu(self.stem(torch.cat(inputs, dim=1)))
         skips = []

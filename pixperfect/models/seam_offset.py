@@ -13,8 +13,8 @@ set of CBSD68 photos (``make_set … --seed 1``) and reported on the demo's held
 image's gradient on both sides predicts, so shading and edges crossing the seam are not mistaken
 for a cast); it is averaged along the boundary in a window of half the image side (casts vary
 slowly); and it is shrunk towards zero where it is small against its own spread there
-(Wiener-style), so texture and noise at the seam, which average out, move the edit less than a
-cast, which does not.
+(positive-part James–Stein: a jump within the noise becomes exactly zero), so texture and noise at
+the seam, which average out, do not move the edit, and a cast, which does not average out, does.
 
 The fill is push-pull interpolation (Gortler et al., 1996) of the step; with ``iterations`` it is
 refined by batched conjugate gradients on the masked 5-point Laplacian to the exact membrane (the
@@ -101,8 +101,12 @@ def _jump(image: torch.Tensor, m: torch.Tensor, inside: torch.Tensor, dy: int, d
     return jump, valid
 
 
+SHRINKAGES = ("james_stein", "wiener")
+DEFAULT_SHRINK = {"james_stein": 6.0, "wiener": 8.0}  # each chosen on the validation set (README, "The seam prior")
+
+
 def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: float,
-              compensate: bool = False, gap: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+              compensate: bool = False, gap: int = 1, shrinkage: str = "james_stein") -> tuple[torch.Tensor, torch.Tensor]:
     """(flux, crossings): per mask pixel, the sum over its background 4-neighbours p of the
     smoothed and shrunk step ``image[p] − image[q]``, and the number of such neighbours.
 
@@ -112,7 +116,14 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
     jump; an edge or shading crossing the seam is not. ``gap`` > 1 reads the jump between pixels
     ``gap`` px out and ``gap − 1`` in (see ``_jump``), so a feathered seam, a ramp a few pixels wide
     that the one-pixel jump compensates away, is read whole; where the mask or the background is too
-    thin for it, the one-pixel jump is used."""
+    thin for it, the one-pixel jump is used.
+
+    ``shrinkage`` turns the window's mean jump μ down against the noise ν of that mean (``shrink``
+    times its squared standard error): ``"james_stein"`` multiplies it by max(0, 1 − ν/|μ|²), so a
+    jump within the noise is exactly zero and an edit with no cast is left as it is; ``"wiener"``
+    by |μ|²/(|μ|² + ν), which is never zero (the estimator before session 10)."""
+    if shrinkage not in SHRINKAGES:
+        raise ValueError(f"seam_step: shrinkage must be one of {SHRINKAGES}; got {shrinkage!r}")
     m = (mask > 0.5).to(image.dtype)
     inside = torch.ones_like(m)
     step_sum = torch.zeros_like(image)
@@ -137,24 +148,33 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
         signal = mean.square().sum(dim=1, keepdim=True)
         # standard error of the mean over the window, with the crossings of a straight boundary
         noise = shrink * variance / (2 * radius + 1)
-        mean = mean * signal / (signal + noise + 1e-12)
+        if shrinkage == "james_stein":  # positive part: a jump within the noise is no jump
+            mean = mean * (1.0 - noise / (signal + 1e-12)).clamp_min(0.0)
+        else:
+            mean = mean * signal / (signal + noise + 1e-12)
         step_sum = mean * crossings
     return step_sum, crossings
 
 
-def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None, shrink: float = 8.0,
-                iterations: int | None = None, compensate: bool = True, gap: int = 1) -> torch.Tensor:
+def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None, shrink: float | None = None,
+                iterations: int | None = None, compensate: bool = True, gap: int = 1,
+                shrinkage: str = "james_stein") -> torch.Tensor:
     """N×3×H×W additive correction, zero outside the mask: the membrane whose boundary flux is the
     (gradient-compensated, smoothed, shrunk) colour step from the edit to the background.
 
     ``ring`` sets the smoothing window along the boundary, 4·ring+1 px with ``ring = max(2, side //
     8)`` by default (half the image side: casts vary slowly; 0 = raw step); ``shrink`` the
-    Wiener-style shrinkage (0 = none); ``compensate`` the jump rather than the raw step and ``gap``
+    strength of the shrinkage towards zero (0 = none; default 6 for ``"james_stein"``, 8 for
+    ``"wiener"``) and ``shrinkage`` its rule (see ``seam_step``; ``"wiener"`` is the estimator
+    before session 10); ``compensate`` the jump rather than the raw step and ``gap``
     how far from the seam it is read (see ``seam_step``); ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the
     push-pull start only). ``ring=0, shrink=0, compensate=False`` with iterations is the exact
     membrane. A mask with no boundary gives zeros.
     """
     check_image_and_mask(image, mask)
+    if shrinkage not in SHRINKAGES:
+        raise ValueError(f"seam_offset: shrinkage must be one of {SHRINKAGES}; got {shrinkage!r}")
+    shrink = DEFAULT_SHRINK[shrinkage] if shrink is None else shrink
     if (ring is not None and ring < 0) or shrink < 0 or (iterations is not None and iterations < 0):
         raise ValueError(f"seam_offset: ring, shrink and iterations must be ≥ 0; got {ring}, {shrink}, {iterations}")
     if int(gap) != gap or gap < 1:
@@ -162,7 +182,7 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
     h, w = image.shape[-2:]
     r = max(2, min(h, w) // 8) if ring is None else ring
     m = (mask > 0.5).to(image.dtype)
-    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate, int(gap))
+    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate, int(gap), shrinkage)
     # start: the per-pixel step filled into the interior (exact for a uniform cast)
     x = push_pull_fill(flux / crossings.clamp_min(1.0), crossings.clamp(max=1.0)) * m
     ones = torch.ones_like(m)
