@@ -80,8 +80,26 @@ def test_loss_is_the_l1_or_squared_error_between_the_prior_and_its_best_fit_over
     assert squared.item() == pytest.approx(10.0 * 0.25 * mean_sq_offset, rel=1e-4)  # ((1 − 0.5)·o)² over the edit
 
 
+def test_relative_to_refined_fits_what_the_rest_of_the_refiner_left():
+    """The input's error is the whole offset (s* = 1 from the input); a head that already removed
+    0.3 of it leaves 0.7 for the prior (s* = 0.7 from the refined image), whatever the prior's
+    current scale; and without the refined image the option is refused."""
+    offset, mask = _offset_and_mask(n=1)
+    x_gen = torch.full((1, 3, 16, 16), 0.5)
+    x_gt = x_gen + offset
+    scale = torch.full((1, 1, 16, 16), 1.4)
+    head = 0.3 * offset  # what the affine head already corrected
+    refined = x_gen + scale * offset + head
+    _, from_input = SeamScaleLoss(1.0, eps=0.0)(scale, offset, x_gen, x_gt, mask, refined)
+    _, from_refined = SeamScaleLoss(1.0, eps=0.0, relative_to="refined")(scale, offset, x_gen, x_gt, mask, refined)
+    assert from_input["seam_scale_target"].item() == pytest.approx(1.0, rel=1e-4)
+    assert from_refined["seam_scale_target"].item() == pytest.approx(0.7, rel=1e-4)
+    with pytest.raises(ValueError, match="needs the refined image"):
+        SeamScaleLoss(1.0, relative_to="refined")(scale, offset, x_gen, x_gt, mask)
+
+
 @pytest.mark.parametrize("kwargs", [dict(weight=-1.0), dict(window=2.5), dict(window=-3), dict(window=4),
-                                    dict(power=3), dict(min_scale=2.0, max_scale=1.0)])
+                                    dict(power=3), dict(min_scale=2.0, max_scale=1.0), dict(relative_to="target")])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="SeamScaleLoss"):
         SeamScaleLoss(**kwargs)

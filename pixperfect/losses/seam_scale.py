@@ -41,10 +41,13 @@ class SeamScaleLoss(nn.Module):
         eps: added to the projection's denominator (the squared offset summed over the image, or
             averaged over the window), so where there is no offset the best scale is ≈ 0 (it costs
             nothing there anyway).
+        relative_to: ``"input"`` fits s* to the input's error ``x_gt − x_gen``; ``"refined"`` to what
+            the rest of the refiner left, ``x_gt − (refined − s·offset)`` (detached), so the prior
+            and the head do not both correct the same cast.
     """
 
     def __init__(self, weight: float = 0.0, window: int = 0, power: int = 2, min_scale: float = -0.5,
-                 max_scale: float = 2.0, eps: float = 1e-6):
+                 max_scale: float = 2.0, eps: float = 1e-6, relative_to: str = "input"):
         super().__init__()
         if weight < 0:
             raise ValueError(f"SeamScaleLoss: weight must be ≥ 0; got {weight}")
@@ -54,6 +57,9 @@ class SeamScaleLoss(nn.Module):
             raise ValueError(f"SeamScaleLoss: power is 1 (L1) or 2 (squared error); got {power}")
         if not min_scale < max_scale:
             raise ValueError(f"SeamScaleLoss: min_scale must be < max_scale; got {min_scale}, {max_scale}")
+        if relative_to not in ("input", "refined"):
+            raise ValueError(f"SeamScaleLoss: relative_to is 'input' or 'refined'; got {relative_to!r}")
+        self.relative_to = relative_to
         self.weight = float(weight)
         self.window = int(window)
         self.power = int(power)
@@ -79,8 +85,14 @@ class SeamScaleLoss(nn.Module):
         return (num / (den + eps)).clamp(self.min_scale, self.max_scale)
 
     def forward(self, scale: torch.Tensor, offset: torch.Tensor, x_gen: torch.Tensor, x_gt: torch.Tensor,
-                mask: torch.Tensor):
-        target = self.target_scale(offset, x_gen, x_gt, mask)
+                mask: torch.Tensor, image: torch.Tensor | None = None):
+        """``image``: the refined output, needed with ``relative_to="refined"``."""
+        base = x_gen
+        if self.relative_to == "refined":
+            if image is None:
+                raise ValueError("SeamScaleLoss(relative_to='refined') needs the refined image")
+            base = (image - scale * offset).detach()  # the input plus everything but the prior
+        target = self.target_scale(offset, base, x_gt, mask)
         m = mask.float()
         area = m.sum().clamp_min(1.0)
         err = ((scale.float() - target) * offset.float()).abs().pow(self.power).mean(dim=1, keepdim=True)
