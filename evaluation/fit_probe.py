@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             loss = l1_weight * l1(parts.image, batch["x_gt"], batch["mask"], batch["x_gen"], batch["x_gt"])[0]
             if seam_scale is not None:
                 loss = loss + seam_scale(parts.scale, parts.offset, batch["x_gen"], batch["x_gt"], batch["mask"],
-                                         parts.image)[0]
+                                         parts.delta)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip or 0) or float("inf"))

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.prior_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", required=True, help="an evaluation set (make_set output, shards or a folder)")
     parser.add_argument("--ring", type=ints, default=[4, 32], help="comma-separated rings in px (window 4·ring+1)")
-    parser.add_argument("--shrink", type=floats, default=[4.0, 8.0], help="comma-separated shrinkage factors")
+    parser.add_argument("--shrink", type=floats, default=[4.0, 6.0, 8.0], help="comma-separated shrinkage strengths")
     parser.add_argument("--compensate", type=flags, default=[False, True],
                         help="comma-separated 0 (raw step) and/or 1 (jump, gradient-compensated)")
     parser.add_argument("--gap", type=ints, default=[1],

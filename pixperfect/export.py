@@ -53,7 +53,10 @@ def refiner_from_checkpoint(ckpt_path: str | Path, ckpt: dict | None = None) -> 
     meta = ckpt["pixperfect"]
     module_name, _, cls_name = meta["refiner_class"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    refiner = cls(**{k: v for k, v in meta["refiner_config"].items() if not k.startswith("_")})
+    config = {k: v for k, v in meta["refiner_config"].items() if not k.startswith("_")}
+    if hasattr(cls, "upgrade_config"):  # a checkpoint from before an option existed keeps its behaviour
+        config = cls.upgrade_config(config)
+    refiner = cls(**config)
     state = {k[len(EMA_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(EMA_PREFIX)}
     if not state:
         raise ValueError(f"{path} holds no EMA weights (keys starting with {EMA_PREFIX!r})")

@@ -59,6 +59,10 @@ def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys)
                  "--shrinkage", "james_stein,wiener"]) == 0
     names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
     assert names == ["jump ring=4 shrink=8", "jump ring=4 shrink=8 wiener"]  # the default rule is not named
+    rows = sweep(load_set(str(tiny_set)), rings=[4], shrinks=[8.0], compensates=[True], shrinkages=["james_stein", "wiener"],
+                 oracle_gain=True)
+    assert rows["jump ring=4 shrink=8"] != rows["jump ring=4 shrink=8 wiener"]  # the rule reaches the variant
+    assert rows["jump ring=4 shrink=8 oracle gain"] != rows["jump ring=4 shrink=8 wiener oracle gain"]  # and its bound
     for bad in (["--ring", "-1"], ["--compensate", "2"], ["--shrink", "x"], ["--gap", "0"], ["--shrinkage", "soft"]):
         with pytest.raises(SystemExit):
             main(["--set", str(tiny_set), *bad])

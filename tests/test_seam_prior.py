@@ -373,7 +373,7 @@ def test_james_stein_leaves_an_edit_without_a_cast_alone_where_wiener_moves_it()
     js = seam_offset(edited, mask, iterations=0, shrink=8.0)
     wiener = seam_offset(edited, mask, iterations=0, shrink=8.0, shrinkage="wiener")
     inside = mask.bool().expand_as(js)
-    assert (js.abs() <= wiener.abs() + 1e-12).all()
+    assert (js.abs() <= wiener.abs() + 1e-12).all()  # per window always; here also filled (one uniform cast)
     assert js[inside].abs().mean() > 0.5 * wiener[inside].abs().mean()  # a clear cast is still read
     with pytest.raises(ValueError, match="shrinkage must be one of"):
         seam_offset(edited, mask, shrinkage="soft")
@@ -397,7 +397,31 @@ def test_refiner_seam_shrinkage_round_trips_and_old_exports_keep_wiener(tmp_path
     g = torch.Generator().manual_seed(4)
     x = 0.5 + 0.03 * torch.randn(1, 3, 48, 48, generator=g)
     m = _blob_mask(48, 48, seed=1).float()
+    wiener = seam_offset(x, m, iterations=0, shrinkage="wiener")
+    assert (wiener - seam_offset(x, m, iterations=0)).abs().max() > 1e-4  # the two rules differ on this input
     with torch.no_grad():
-        assert torch.allclose(old(x, m), (x + seam_offset(x, m, iterations=0, shrinkage="wiener")).clamp(0, 1), atol=1e-6)
+        assert torch.allclose(old(x, m), (x + wiener).clamp(0, 1), atol=1e-6)
+    # a training checkpoint from before the option is exported with the rule it was trained with
+    from pixperfect.export import EMA_PREFIX, refiner_from_checkpoint
+
+    ckpt = {"pixperfect": {"refiner_class": "pixperfect.models.refiner.CMGANRefiner", "refiner_config": config},
+            "state_dict": {EMA_PREFIX + k: v for k, v in refiner.state_dict().items()}}
+    assert refiner_from_checkpoint(tmp_path / "old.ckpt", ckpt=ckpt).seam_shrinkage == "wiener"
     with pytest.raises(ValueError, match="seam_shrinkage must be one of"):
         CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_shrinkage="hard")
+
+
+def test_half_precision_input_gives_the_float32_offset():
+    """The shrinkage's squares and its 1e-12 underflow in float16: the offset is computed in float32
+    whatever the input's dtype, and handed back in that dtype."""
+    g = torch.Generator().manual_seed(8)
+    m = _blob_mask(64, 64, seed=3).float().expand(2, -1, -1, -1)
+    x = 0.5 + 0.02 * torch.randn(2, 3, 64, 64, generator=g)
+    x[0, 0] += 0.05 * m[0, 0]  # a cast on texture
+    x[1] = 0.5  # a flat image: every jump, the signal and the noise are exactly 0 (0/0 without the float32 pass)
+    full = seam_offset(x, m, iterations=0)
+    assert full[1].abs().max() == 0.0
+    half = seam_offset(x.half(), m.half(), iterations=0)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert full.abs().max() > 0.01
+    torch.testing.assert_close(half.float(), seam_offset(x.half().float(), m, iterations=0), atol=1e-3, rtol=0)

@@ -88,13 +88,12 @@ def test_relative_to_refined_fits_what_the_rest_of_the_refiner_left():
     x_gen = torch.full((1, 3, 16, 16), 0.5)
     x_gt = x_gen + offset
     scale = torch.full((1, 1, 16, 16), 1.4)
-    head = 0.3 * offset  # what the affine head already corrected
-    refined = x_gen + scale * offset + head
-    _, from_input = SeamScaleLoss(1.0, eps=0.0)(scale, offset, x_gen, x_gt, mask, refined)
-    _, from_refined = SeamScaleLoss(1.0, eps=0.0, relative_to="refined")(scale, offset, x_gen, x_gt, mask, refined)
+    head = 0.3 * offset  # what the affine head already corrected (RefinerParts.delta)
+    _, from_input = SeamScaleLoss(1.0, eps=0.0)(scale, offset, x_gen, x_gt, mask, head)
+    _, from_refined = SeamScaleLoss(1.0, eps=0.0, relative_to="refined")(scale, offset, x_gen, x_gt, mask, head)
     assert from_input["seam_scale_target"].item() == pytest.approx(1.0, rel=1e-4)
     assert from_refined["seam_scale_target"].item() == pytest.approx(0.7, rel=1e-4)
-    with pytest.raises(ValueError, match="needs the refined image"):
+    with pytest.raises(ValueError, match="needs the head's correction"):
         SeamScaleLoss(1.0, relative_to="refined")(scale, offset, x_gen, x_gt, mask)
 
 
@@ -174,3 +173,25 @@ def test_refiner_loss_adds_the_term_once_and_needs_the_parts():
     assert "seam_scale_loss" in logs and logs["seam_scale"].item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="seam_prior=true"):
         with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0)
+
+
+def test_refiner_loss_hands_the_heads_correction_to_a_residual_target():
+    """With ``relative_to="refined"`` the loss fits s* to x_gt − (x_gen + Δ), Δ the head's own
+    correction from ``forward_parts``: the image is the input plus scale·offset plus Δ (clamped)."""
+    refiner = _tiny_prior_refiner()
+    with torch.no_grad():  # a head that corrects something: Δ ≠ 0
+        refiner.to_rgb.bias[9:12] = torch.tensor([0.02, -0.01, 0.01])
+    x_gt, x_gen, mask = _cast_sample()
+    batch = {"x_gt": x_gt, "x_gen": x_gen, "mask": mask}
+    parts = refiner.forward_parts(x_gen, mask)
+    assert parts.delta.abs().mean() > 1e-3
+    assert torch.allclose(parts.image, (x_gen + parts.scale * parts.offset + parts.delta).clamp(0, 1), atol=1e-6)
+    spaces = {"pixel": SpaceLoss(l1_weight=0.0, lpips_weight=0.0, adv_weight=0.0)}
+    residual = RefinerLoss(spaces, seam_scale=SeamScaleLoss(weight=1.0, relative_to="refined"))
+    _, logs = residual.generator_loss(parts.image, batch, residual.fit_maps(parts.image, batch, 0), {}, 0, parts=parts)
+    term = SeamScaleLoss(weight=1.0)
+    expected = term.target_scale(parts.offset, x_gen + parts.delta, x_gt, mask)
+    from_input = term.target_scale(parts.offset, x_gen, x_gt, mask)
+    m = mask.float()
+    assert logs["seam_scale_target"].item() == pytest.approx(((m * expected).sum() / m.sum()).item(), rel=1e-6)
+    assert abs(logs["seam_scale_target"].item() - ((m * from_input).sum() / m.sum()).item()) > 0.05

@@ -116,7 +116,7 @@ class RefinerLoss(nn.Module):
             if parts is None or parts.scale is None:
                 raise ValueError("loss.seam_scale supervises the seam prior's scale: the refiner needs "
                                  "model.refiner.seam_prior=true and model.refiner.seam_gain=true (or set loss.seam_scale.weight=0)")
-            total, scale_logs = self.seam_scale(parts.scale, parts.offset, batch["x_gen"], x_gt, mask, parts.image)
+            total, scale_logs = self.seam_scale(parts.scale, parts.offset, batch["x_gen"], x_gt, mask, parts.delta)
             logs.update(scale_logs)
         for name, weight in self.active(step).items():
             term = self.spaces[name]

@@ -42,8 +42,8 @@ class SeamScaleLoss(nn.Module):
             averaged over the window), so where there is no offset the best scale is ≈ 0 (it costs
             nothing there anyway).
         relative_to: ``"input"`` fits s* to the input's error ``x_gt − x_gen``; ``"refined"`` to what
-            the rest of the refiner left, ``x_gt − (refined − s·offset)`` (detached), so the prior
-            and the head do not both correct the same cast.
+            the rest of the refiner left, ``x_gt − (x_gen + Δ)`` with Δ the head's own correction
+            (``RefinerParts.delta``), so the prior and the head do not both correct the same cast.
     """
 
     def __init__(self, weight: float = 0.0, window: int = 0, power: int = 2, min_scale: float = -0.5,
@@ -85,13 +85,14 @@ class SeamScaleLoss(nn.Module):
         return (num / (den + eps)).clamp(self.min_scale, self.max_scale)
 
     def forward(self, scale: torch.Tensor, offset: torch.Tensor, x_gen: torch.Tensor, x_gt: torch.Tensor,
-                mask: torch.Tensor, image: torch.Tensor | None = None):
-        """``image``: the refined output, needed with ``relative_to="refined"``."""
+                mask: torch.Tensor, delta: torch.Tensor | None = None):
+        """``delta``: the head's own correction (``RefinerParts.delta``), needed with
+        ``relative_to="refined"``."""
         base = x_gen
         if self.relative_to == "refined":
-            if image is None:
-                raise ValueError("SeamScaleLoss(relative_to='refined') needs the refined image")
-            base = (image - scale * offset).detach()  # the input plus everything but the prior
+            if delta is None:
+                raise ValueError("SeamScaleLoss(relative_to='refined') needs the head's correction (RefinerParts.delta)")
+            base = x_gen + delta  # the input plus everything but the prior (target_scale needs no grad)
         target = self.target_scale(offset, base, x_gt, mask)
         m = mask.float()
         area = m.sum().clamp_min(1.0)

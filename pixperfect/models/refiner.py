@@ -64,11 +64,13 @@ def ring_statistics(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class RefinerParts(NamedTuple):
-    """``CMGANRefiner.forward_parts``: the output, and the seam prior's offset and scale (or None)."""
+    """``CMGANRefiner.forward_parts``: the output, the seam prior's offset and scale (or None), and
+    the head's own correction Δ before clamping (``image = clamp(x + scale·offset + Δ)``; or None)."""
 
     image: torch.Tensor
     offset: torch.Tensor | None
     scale: torch.Tensor | None
+    delta: torch.Tensor | None = None
 
 
 class CMGANRefiner(nn.Module, PretrainedMixin):
@@ -240,4 +242,4 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         crop = lambda t: None if t is None else t[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]  # noqa: E731
         if scale is None:
             return RefinerParts(crop(out), None, None)
-        return RefinerParts(crop(out), crop(offset.to(image.dtype)), crop(scale))
+        return RefinerParts(crop(out), crop(offset.to(image.dtype)), crop(scale), crop(delta))

@@ -179,6 +179,8 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
         raise ValueError(f"seam_offset: ring, shrink and iterations must be ≥ 0; got {ring}, {shrink}, {iterations}")
     if int(gap) != gap or gap < 1:
         raise ValueError(f"seam_offset: gap must be a whole number of pixels ≥ 1; got {gap}")
+    out_dtype = image.dtype
+    image = image.to(torch.promote_types(image.dtype, torch.float32))  # half precision: 1e-12 and squares underflow
     h, w = image.shape[-2:]
     r = max(2, min(h, w) // 8) if ring is None else ring
     m = (mask > 0.5).to(image.dtype)
@@ -190,7 +192,7 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
     n_iter = 2 * max(h, w) if iterations is None else iterations
     if n_iter > 0:
         x = _conjugate_gradient(lambda v: _masked_laplacian(v, m, degree), flux * m, x, n_iter)
-    return x * m
+    return (x * m).to(out_dtype)
 
 
 def _conjugate_gradient(apply_a, b: torch.Tensor, x: torch.Tensor, iterations: int, tol: float = 1e-5) -> torch.Tensor:
