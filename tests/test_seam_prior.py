@@ -407,13 +407,15 @@ def test_refiner_seam_shrinkage_round_trips_and_old_exports_keep_wiener(tmp_path
     ckpt = {"pixperfect": {"refiner_class": "pixperfect.models.refiner.CMGANRefiner", "refiner_config": config},
             "state_dict": {EMA_PREFIX + k: v for k, v in refiner.state_dict().items()}}
     assert refiner_from_checkpoint(tmp_path / "old.ckpt", ckpt=ckpt).seam_shrinkage == "wiener"
+    ckpt["pixperfect"]["refiner_config"] = dict(refiner.config)  # a checkpoint written now keeps its rule
+    assert refiner_from_checkpoint(tmp_path / "new.ckpt", ckpt=ckpt).seam_shrinkage == "james_stein"
     with pytest.raises(ValueError, match="seam_shrinkage must be one of"):
         CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_shrinkage="hard")
 
 
 def test_half_precision_input_gives_the_float32_offset():
-    """The shrinkage's squares and its 1e-12 underflow in float16: the offset is computed in float32
-    whatever the input's dtype, and handed back in that dtype."""
+    """The shrinkage's squares and its 1e-12 underflow in float16 (a flat image gave 0/0 = NaN): a
+    half-precision input is computed in float32 and handed back in its own dtype."""
     g = torch.Generator().manual_seed(8)
     m = _blob_mask(64, 64, seed=3).float().expand(2, -1, -1, -1)
     x = 0.5 + 0.02 * torch.randn(2, 3, 64, 64, generator=g)

@@ -175,23 +175,38 @@ def test_refiner_loss_adds_the_term_once_and_needs_the_parts():
         with_gain.generator_loss(parts.image, batch, with_gain.fit_maps(parts.image, batch, 0), {}, 0)
 
 
-def test_refiner_loss_hands_the_heads_correction_to_a_residual_target():
+@pytest.mark.parametrize("output", ["affine", "residual"])
+def test_refiner_loss_hands_the_heads_correction_to_a_residual_target(output):
     """With ``relative_to="refined"`` the loss fits s* to x_gt − (x_gen + Δ), Δ the head's own
-    correction from ``forward_parts``: the image is the input plus scale·offset plus Δ (clamped)."""
-    refiner = _tiny_prior_refiner()
-    with torch.no_grad():  # a head that corrects something: Δ ≠ 0
-        refiner.to_rgb.bias[9:12] = torch.tensor([0.02, -0.01, 0.01])
-    x_gt, x_gen, mask = _cast_sample()
+    correction from ``forward_parts`` before clamping: the image is clamp(x + scale·offset + Δ),
+    at an odd size (padded inside) and where the clamp bites, for both heads; and Δ is not what
+    the clamped image minus the prior gives."""
+    torch.manual_seed(0)
+    refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, output=output)
+    with torch.no_grad():  # a head that corrects something, per pixel, with a gain that varies
+        torch.nn.init.normal_(refiner.to_rgb.weight, std=0.05)
+        torch.nn.init.normal_(refiner.to_rgb.bias, std=0.02)
+    x_gt = (0.9 + 0.03 * torch.randn(2, 3, 30, 29)).clamp(0, 1)  # bright: the clamp at 1 bites
+    mask = torch.zeros(2, 1, 30, 29)
+    mask[..., 7:22, 8:21] = 1
+    x_gen = (x_gt + torch.tensor([0.08, -0.05, 0.03]).view(1, 3, 1, 1) * mask).clamp(0, 1)
     batch = {"x_gt": x_gt, "x_gen": x_gen, "mask": mask}
     parts = refiner.forward_parts(x_gen, mask)
-    assert parts.delta.abs().mean() > 1e-3
-    assert torch.allclose(parts.image, (x_gen + parts.scale * parts.offset + parts.delta).clamp(0, 1), atol=1e-6)
+    assert parts.delta.shape == x_gen.shape and parts.delta.abs().mean() > 1e-3
+    assert parts.scale.std() > 1e-3
+    unclamped = x_gen + parts.scale * parts.offset + parts.delta
+    assert (unclamped > 1).any()
+    torch.testing.assert_close(parts.image, unclamped.clamp(0, 1), atol=1e-6, rtol=0)
     spaces = {"pixel": SpaceLoss(l1_weight=0.0, lpips_weight=0.0, adv_weight=0.0)}
     residual = RefinerLoss(spaces, seam_scale=SeamScaleLoss(weight=1.0, relative_to="refined"))
     _, logs = residual.generator_loss(parts.image, batch, residual.fit_maps(parts.image, batch, 0), {}, 0, parts=parts)
     term = SeamScaleLoss(weight=1.0)
-    expected = term.target_scale(parts.offset, x_gen + parts.delta, x_gt, mask)
-    from_input = term.target_scale(parts.offset, x_gen, x_gt, mask)
     m = mask.float()
-    assert logs["seam_scale_target"].item() == pytest.approx(((m * expected).sum() / m.sum()).item(), rel=1e-6)
-    assert abs(logs["seam_scale_target"].item() - ((m * from_input).sum() / m.sum()).item()) > 0.05
+    mean = lambda t: ((m * t).sum() / m.sum()).item()  # noqa: E731
+    expected = mean(term.target_scale(parts.offset, x_gen + parts.delta, x_gt, mask))
+    from_input = mean(term.target_scale(parts.offset, x_gen, x_gt, mask))
+    from_clamped = mean(term.target_scale(parts.offset, (parts.image - parts.scale * parts.offset).detach(), x_gt, mask))
+    assert logs["seam_scale_target"].item() == pytest.approx(expected, rel=1e-6)
+    assert -0.5 < expected < 2.0  # not at the clip, where every base would read the same
+    assert abs(expected - from_input) > 0.05
+    assert abs(expected - from_clamped) > 1e-3
