@@ -115,7 +115,7 @@ def shrinkages(text: str) -> list[str]:
     """``james_stein,wiener`` → the list; an unknown rule is an error."""
     values = text.split(",")
     if any(v not in SHRINKAGES for v in values):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r}: each rule must be one of {', '.join(SHRINKAGES)}")
     return values
 
 

@@ -63,6 +63,9 @@ def test_cli_prints_one_row_per_variant_and_rejects_bad_values(tiny_set, capsys)
                  oracle_gain=True)
     assert rows["jump ring=4 shrink=8"] != rows["jump ring=4 shrink=8 wiener"]  # the rule reaches the variant
     assert rows["jump ring=4 shrink=8 oracle gain"] != rows["jump ring=4 shrink=8 wiener oracle gain"]  # and its bound
+    with pytest.raises(SystemExit):
+        main(["--set", str(tiny_set), "--shrinkage", "james_stein,soft"])
+    assert "each rule must be one of james_stein, wiener" in capsys.readouterr().err
     for bad in (["--ring", "-1"], ["--compensate", "2"], ["--shrink", "x"], ["--gap", "0"], ["--shrinkage", "soft"]):
         with pytest.raises(SystemExit):
             main(["--set", str(tiny_set), *bad])

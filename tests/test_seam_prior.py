@@ -427,3 +427,26 @@ def test_half_precision_input_gives_the_float32_offset():
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     assert full.abs().max() > 0.01
     torch.testing.assert_close(half.float(), seam_offset(x.half().float(), m, iterations=0), atol=1e-3, rtol=0)
+
+
+def test_resuming_a_checkpoint_with_another_seam_rule_is_refused_with_the_fix():
+    """A training checkpoint saved before ``seam_shrinkage`` existed (Wiener) resumed under today's
+    config (James–Stein) would change the prior's output mid-run: ``on_load_checkpoint`` refuses and
+    names the override; the same rule, or a refiner without the prior, loads."""
+    from pixperfect.losses import RefinerLoss, SpaceLoss
+    from pixperfect.training.module import PixPerfectModule
+
+    def module(**kw):
+        refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, **kw)
+        loss = RefinerLoss({"pixel": SpaceLoss(l1_weight=1.0, lpips_weight=0.0, adv_weight=0.0)})
+        return PixPerfectModule(refiner, {}, loss)
+
+    now = module(seam_prior=True)
+    saved = now.state_dict()
+    old_config = {k: v for k, v in now.refiner.config.items() if k != "seam_shrinkage"}
+    old = {"pixperfect": {"refiner_config": old_config}, "state_dict": saved}
+    with pytest.raises(ValueError, match="model.refiner.seam_shrinkage=wiener"):
+        now.on_load_checkpoint(old)
+    module(seam_prior=True, seam_shrinkage="wiener").on_load_checkpoint(old)  # continued as trained
+    now.on_load_checkpoint({"pixperfect": {"refiner_config": dict(now.refiner.config)}})  # a checkpoint of today
+    module().on_load_checkpoint({"pixperfect": {"refiner_config": {**old_config, "seam_prior": False}}})
