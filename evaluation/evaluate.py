@@ -10,6 +10,8 @@ dilated mask, CIEDE2000 in the mask, the boundary seam error, background MSE, KI
 prompts, when a CLIP model is configured) and seconds per image. Metrics whose weights are not
 cached are ``null`` with the reason under the table. Writes ``results.json``, ``results.md``,
 ``results.csv`` and ``contact_sheet.png`` to ``out_dir``; bad inputs are one line and exit 2.
+``output_bits=8`` scores every row as the 8-bit file a user would save (outputs rounded to 1/255,
+as restoration benchmarks do); the default scores the float outputs.
 """
 
 from __future__ import annotations
@@ -68,6 +70,22 @@ def refiner_method(refiner, pool: int, region: str, seed: int) -> Method:
     return run
 
 
+def quantized(method: Method, bits: int) -> Method:
+    """``method`` with its output rounded to ``bits`` per channel: what writing it to a ``bits``-bit
+    file keeps. A correction under half a step is gone from the file, so it is gone from the score.
+    Every row is rounded, ``input`` included: on a set stored at that depth ``input`` is unchanged;
+    on a deeper one (16-bit PNGs scored at 8) the ratios are then between 8-bit files."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise EvalInputError(f"output_bits must be a whole number of bits in 1..16 (8: an 8-bit image) or null; got {bits!r}")
+    levels = float(2 ** int(bits) - 1)
+
+    def run(x_gen, mask, x_orig, batch_index):
+        out = method(x_gen, mask, x_orig, batch_index)
+        return (out.clamp(0.0, 1.0) * levels).round() / levels
+
+    return run
+
+
 def build_methods(cfg) -> OrderedDict[str, Method]:
     methods: OrderedDict[str, Method] = OrderedDict()
     for name in cfg.baselines:
@@ -97,6 +115,9 @@ def build_methods(cfg) -> OrderedDict[str, Method]:
             methods[row] = refiner_method(refiner, 1, region, cfg.seed)
             if pool > 1:
                 methods[f"{row}+pool{pool}"] = refiner_method(refiner, pool, region, cfg.seed)
+    bits = cfg.get("output_bits")
+    if bits is not None:
+        methods = OrderedDict((name, quantized(fn, bits)) for name, fn in methods.items())
     return methods
 
 
@@ -108,7 +129,8 @@ def batches(records: list[Record], batch_size: int) -> list[list[int]]:
     return [idx[k:k + batch_size] for idx in by_size.values() for k in range(0, len(idx), batch_size)]
 
 
-def _stack(records: list[Record], idx: list[int]) -> dict[str, torch.Tensor]:
+def stack_records(records: list[Record], idx: list[int]) -> dict[str, torch.Tensor]:
+    """The samples ``idx`` decoded and stacked into N×C×H×W tensors (one size: see ``batches``)."""
     decoded = [records[i].decode() for i in idx]
     return {k: torch.stack([d[k] for d in decoded]) for k in decoded[0]}
 
@@ -134,7 +156,7 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
             per[m]["clip_t"] = torch.zeros(n, dtype=torch.float64)
     bar = tqdm(total=n, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     for b, idx in enumerate(batches(records, batch_size)):
-        batch = _stack(records, idx)
+        batch = stack_records(records, idx)
         x_gen, mask, x_gt = batch["x_gen"], batch["mask"], batch["x_gt"]
         if distances is not None:
             distances.update(x_gt, real=True)
@@ -232,6 +254,10 @@ def run(cfg) -> dict:
         notes.append(f"FID/KID are null: {distances.reason}")
     if clip_reason:
         notes.append(f"CLIP-T is null: {clip_reason}")
+    if cfg.get("output_bits") is not None:
+        notes.append(f"every row scored as an image of {cfg.output_bits} bits per channel (output_bits={cfg.output_bits}: outputs rounded "
+                     f"to 1/{2 ** int(cfg.output_bits) - 1}); output_bits=null scores the float outputs")
+    results["output_bits"] = cfg.get("output_bits")
     results["notes"] = notes
 
     out_dir = Path(str(cfg.out_dir))

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from evaluation.evaluate import evaluate
+from evaluation.evaluate import evaluate, quantized
 from evaluation.sets import EvalInputError, load_set
 from pixperfect.metrics import masked_l1
 from pixperfect.models.seam_offset import SHRINKAGES, seam_offset
@@ -60,12 +60,13 @@ def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1
 
 def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
           gaps: list[int] = (1,), oracle_gain: bool = False, gains: list[float] = (1.0,),
-          shrinkages: list[str] = ("james_stein",)) -> dict[str, dict[str, float]]:
+          shrinkages: list[str] = ("james_stein",), output_bits: int | None = None) -> dict[str, dict[str, float]]:
     """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
     A gap only changes the jump, so raw-step variants are scored once, without one. ``oracle_gain``
     adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``); each of
     ``gains`` scales the offset by that constant (named ``×gain`` where it is not 1). A ``wiener``
-    shrinkage is named as such; ``james_stein``, the default, is not."""
+    shrinkage is named as such; ``james_stein``, the default, is not. ``output_bits`` scores every
+    variant as the image file of that depth (``evaluate``'s ``output_bits``)."""
     methods = {"input": lambda g, m, o, i: g}
     for ring, shrink, comp, gap, rule in itertools.product(rings, shrinks, compensates, gaps, shrinkages):
         if not comp and gap != gaps[0]:
@@ -76,6 +77,8 @@ def sweep(records, rings: list[int], shrinks: list[float], compensates: list[boo
             methods[name + (f" ×{gain:g}" if gain != 1 else "")] = variant(ring, shrink, comp, gap if comp else 1, gain, rule)
         if oracle_gain:
             methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1, shrinkage=rule)
+    if output_bits is not None:
+        methods = {name: quantized(fn, output_bits) for name, fn in methods.items()}
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
     table = {}
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrinkage", type=shrinkages, default=["james_stein"],
                         help="comma-separated rules: james_stein (a jump within the noise is zero; the default) "
                              "and/or wiener (scaled down, never zero: the prior before session 10)")
+    parser.add_argument("--output-bits", type=int, default=None,
+                        help="score every variant as the image file of this depth (8: rounded to 1/255, what a "
+                             "saved 8-bit image keeps); default: the float outputs")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -146,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--gap takes values ≥ 1")
     try:
         records = load_set(args.set, args.limit)
+        table = sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain,
+                      args.shrinkage, args.output_bits)
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain,
-                                    args.shrinkage)))
+    print(format_table(table))
     return 0
 
 

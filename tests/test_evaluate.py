@@ -319,3 +319,50 @@ def test_fid_column_with_an_injected_extractor(bench_set):
     expected = float(_compute_fid(fr.mean(0), torch.cov(fr.T), ff.mean(0), torch.cov(ff.T)))
     assert results["methods"]["input"]["fid"] == pytest.approx(expected, rel=1e-6)
     assert results["methods"]["input"]["fid"] != results["methods"]["paste_back"]["fid"]
+
+
+# ------------------------------------------------------------------ output_bits
+def _constant_head_refiner(path: Path, steps: float) -> Path:
+    """A refiner that adds ``steps``/255 to every channel (the zero-initialised output conv's bias)."""
+    from pixperfect.models import CMGANRefiner
+
+    model = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, output="residual")
+    with torch.no_grad():
+        model.to_rgb.bias.fill_(2.0 * steps / 255)  # Δ = ½·head
+    model.save_pretrained(path)
+    return path
+
+
+def test_output_bits_scores_what_an_8_bit_file_keeps(bench_set, tmp_path):
+    """A correction under half an 8-bit step is gone from the saved image: with ``output_bits=8`` the
+    row equals the input's exactly; in float it does not. Over half a step it moves every 8-bit value
+    by exactly one step."""
+    refiners = {"under": str(_constant_head_refiner(tmp_path / "under", 0.4)),
+                "over": str(_constant_head_refiner(tmp_path / "over", 0.6))}
+    records = load_set(str(bench_set))
+    cfg = _cfg(tmp_path, set=str(bench_set), refiners=refiners, baselines=["input"])
+    _, float_per = evaluate(records, build_methods(cfg), 4, progress=False)
+    assert not torch.equal(float_per["under"]["masked_l1"], float_per["input"]["masked_l1"])
+    cfg8 = _cfg(tmp_path, set=str(bench_set), refiners=refiners, baselines=["input"], output_bits=8)
+    methods = build_methods(cfg8)
+    _, per = evaluate(records, methods, 4, progress=False)
+    for k in ("l1", "masked_l1", "psnr", "delta_e", "seam", "bg_mse"):
+        assert torch.equal(per["under"][k], per["input"][k]), k
+    sample = records[0].decode()
+    g, m, o = (sample[k][None] for k in ("x_gen", "mask", "x_gt"))
+    out = methods["over"](g, m, o, 0)
+    steps = (out - g) * 255
+    assert torch.equal(steps.round(), steps.round().clamp(0, 1)) and torch.allclose(steps, steps.round(), atol=1e-4)
+    moved = steps.round().amax(dim=1) > 0  # a pixel moved: inside the dilated mask, where it was below 255
+    assert m[0, 0].bool().logical_and(g[0].amax(dim=0) < 1.0)[None].logical_and(~moved).sum() == 0
+    assert moved.float().mean() < 1.0  # the background outside the dilated mask is kept
+
+
+def test_output_bits_is_reported_and_checked(bench_set, tmp_path):
+    results = run(_cfg(tmp_path / "a", set=str(bench_set), baselines=["input", "paste_back"], output_bits=8,
+                       contact_sheet_rows=1))
+    assert results["output_bits"] == 8 and any("8 bits per channel" in n for n in results["notes"])
+    assert "output_bits=8" in (tmp_path / "a" / "out" / "results.md").read_text()
+    for bad in (0, 8.5, 17, True, "eight"):
+        with pytest.raises(EvalInputError, match="output_bits"):
+            build_methods(_cfg(tmp_path, baselines=["input"], output_bits=bad))

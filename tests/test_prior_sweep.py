@@ -110,3 +110,18 @@ def test_constant_gain_rows_scale_the_offset(tiny_set, capsys):
     assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--gain", "1,1.2"]) == 0
     names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
     assert names == ["jump ring=4 shrink=0", "jump ring=4 shrink=0 ×1.2"]
+
+
+def test_output_bits_scores_the_variant_as_an_8_bit_image(tiny_set):
+    records = load_set(str(tiny_set))
+    table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True], output_bits=8)
+    d = records[0].decode()
+    x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
+    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    from pixperfect.metrics.image import masked_l1
+    as_file = torch.from_numpy(np.array(Image.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))))
+    as_file = as_file.permute(2, 0, 1)[None].float() / 255  # the variant written as a PNG and read back
+    expected = float(masked_l1(as_file, gt, m) / masked_l1(x, gt, m))
+    assert table["jump ring=4 shrink=0"]["color_uniform"] == pytest.approx(expected, rel=1e-6)
+    float_table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True])
+    assert float_table["jump ring=4 shrink=0"]["color_uniform"] != pytest.approx(expected, rel=1e-6)

@@ -16,6 +16,7 @@ repository root. What a rule may change, and nothing else:
 - ``learnability`` measures at steps 0 and 2 of a tiny model and keeps one ``--set`` (every set
   path maps to the one tiny set); ``fit_probe`` runs 2 steps of a tiny model, measuring each;
 - ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
+- ``head_activity --refiner NAME=DIR`` reads the README's export of the tiny checkpoint for every DIR;
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
 - PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
 - benchmarks run for real.
@@ -199,6 +200,7 @@ RULES = [
     ("fit_probe", is_module("evaluation.fit_probe"), (pytest.mark.slow,)),  # L1 only: 2 tiny steps
     ("amplification", is_module("evaluation.amplification"), (pytest.mark.slow,)),  # fits f on the tiny set
     ("prior_sweep", is_module("evaluation.prior_sweep"), (pytest.mark.slow,)),  # seam-offset variants, tiny set
+    ("head_activity", is_module("evaluation.head_activity"), (pytest.mark.slow,)),  # an export's parts, tiny set
 ]
 
 
@@ -316,7 +318,7 @@ def test_readme_command_runs(command, rule, request):
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
                "evaluate": "full_env", "make_set": "full_env",
                "learnability": "full_env", "amplification": "full_env", "prior_sweep": "full_env",
-               "fit_probe": "full_env"}.get(rule, "env")
+               "fit_probe": "full_env", "head_activity": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -409,6 +411,15 @@ def test_readme_command_runs(command, rule, request):
         check(proc, command)
         rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "ring=" in line]
         assert proc.stdout.startswith("| variant | overall |") and rows, proc.stdout
+    elif rule == "head_activity":  # every --refiner NAME=outputs/… is the README's export of the tiny checkpoint
+        ensure_made(env, "make_set", command)
+        ensure_made(env, "export", command)
+        names = [argv[i + 1].split("=", 1)[0] for i, t in enumerate(argv) if t == "--refiner"]
+        argv = [f"{t.split('=', 1)[0]}={env['tmp'] / 'my_refiner'}" if i and argv[i - 1] == "--refiner" else t
+                for i, t in enumerate(argv)]
+        proc = run(argv)
+        check(proc, command)
+        assert names and all(f"| {n}: family |" in proc.stdout for n in names) and "| all |" in proc.stdout, proc.stdout
     elif rule == "learnability":  # a 2-step curve of a tiny model; --plot draws what the commands before wrote
         if "--plot" not in argv:
             ensure_made(env, "make_set", command)

@@ -132,7 +132,20 @@ def test_forward_parts_exposes_the_prior_and_the_untrained_image_is_input_plus_o
     means = [parts.offset[:, c][inside].mean().item() for c in range(3)]
     assert means[0] < -0.02 and means[1] > 0.01 and means[2] < -0.002, means
     plain = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16)
-    assert plain.forward_parts(x_gen, mask).scale is None
+    bare = plain.forward_parts(x_gen, mask)
+    assert bare.scale is None and bare.offset is None  # no prior: nothing to report but the head
+    assert torch.equal(bare.delta, torch.zeros_like(x_gen)) and torch.equal(bare.image, x_gen)
+    # the prior added as it is (no gain): offset reported, no scale, image = clamp(x + offset + Δ)
+    torch.manual_seed(0)
+    no_gain = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_gain=False,
+                           output="residual")
+    with torch.no_grad():
+        no_gain.to_rgb.bias.copy_(torch.tensor([0.02, -0.04, 0.0]))  # Δ = half the head: 0.01, -0.02, 0
+    p = no_gain.forward_parts(x_gen, mask)
+    offset = refiner.forward_parts(x_gen, mask).offset  # the prior does not depend on the weights
+    assert p.scale is None and torch.allclose(p.offset, offset)
+    assert torch.allclose(p.delta, torch.tensor([0.01, -0.02, 0.0]).view(1, 3, 1, 1).expand_as(x_gen), atol=1e-7)
+    assert torch.allclose(p.image, (x_gen + offset + p.delta).clamp(0, 1), atol=1e-6)
 
 
 def test_training_on_the_term_turns_the_prior_down_where_there_was_no_cast():

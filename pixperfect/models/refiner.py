@@ -64,13 +64,14 @@ def ring_statistics(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class RefinerParts(NamedTuple):
-    """``CMGANRefiner.forward_parts``: the output, the seam prior's offset and scale (or None), and
-    the head's own correction Δ before clamping (``image = clamp(x + scale·offset + Δ)``; or None)."""
+    """``CMGANRefiner.forward_parts``: the output, the seam prior's offset (None without
+    ``seam_prior``) and the scale on it (None without ``seam_gain``: the offset is added as it is),
+    and the head's own correction Δ before clamping (``image = clamp(x + scale·offset + Δ)``)."""
 
     image: torch.Tensor
     offset: torch.Tensor | None
     scale: torch.Tensor | None
-    delta: torch.Tensor | None = None
+    delta: torch.Tensor
 
 
 class CMGANRefiner(nn.Module, PretrainedMixin):
@@ -185,8 +186,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         return self.forward_parts(x_gen, mask).image
 
     def forward_parts(self, x_gen: torch.Tensor, mask: torch.Tensor) -> "RefinerParts":
-        """The refined image and, with ``seam_gain``, the seam offset and the scale applied to it
-        (``1 + g``, N×1×H×W): what ``SeamScaleLoss`` supervises. One forward either way."""
+        """The refined image, the seam offset (with ``seam_prior``), the scale applied to it (``1 + g``,
+        N×1×H×W, with ``seam_gain``: what ``SeamScaleLoss`` supervises) and the head's correction Δ
+        (``evaluation.head_activity`` reads it). One forward either way."""
         check_image_and_mask(x_gen, mask)
         h0, w0 = x_gen.shape[-2:]
         image, pad = pad_to_multiple(x_gen, self.multiple, mode="replicate")
@@ -240,6 +242,5 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             delta = 0.5 * head  # network works in [-1, 1]; the residual is in [0, 1] units
         out = (image + prior + delta).clamp(0.0, 1.0)
         crop = lambda t: None if t is None else t[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]  # noqa: E731
-        if scale is None:
-            return RefinerParts(crop(out), None, None)
-        return RefinerParts(crop(out), crop(offset.to(image.dtype)), crop(scale), crop(delta))
+        offset = offset.to(image.dtype) if self.seam_prior else None
+        return RefinerParts(crop(out), crop(offset), crop(scale), crop(delta))
