@@ -39,11 +39,14 @@ class BenchmarkCurve(L.Callback):
     """Scores the EMA refiner on one or more evaluation sets at given training steps; stops after the last.
 
     ``records``: one set's records, or ``{label: records}`` for several; ``set``: a set's folder,
-    or a list of folders (the callback form from the command line).
+    or a list of folders (the callback form from the command line). ``head``: also record what the
+    head adds to the prior (``evaluation.head_activity`` over the whole set: the largest |Δ| in 8-bit
+    steps, the share of 8-bit values Δ changes, the gain and its spread between images), so a curve
+    shows when the head starts to act; one more forward per sample.
     """
 
     def __init__(self, records=None, at_steps: list[int] = (0,), name: str = "run", out: str | None = None,
-                 batch_size: int = 8, set=None, limit: int | None = None, stop: bool = True):
+                 batch_size: int = 8, set=None, limit: int | None = None, stop: bool = True, head: bool = False):
         if records is None:  # added to any training run from the command line:
             # +callbacks.benchmark_curve._target_=evaluation.learnability.BenchmarkCurve +callbacks.benchmark_curve.set=SET
             from evaluation.sets import EvalInputError, load_set
@@ -68,6 +71,7 @@ class BenchmarkCurve(L.Callback):
         self.name = name
         self.out = Path(out) if out else None
         self.batch_size = batch_size
+        self.head = bool(head)
         self.rows: list[dict] = []
         self.t0 = time.time()
 
@@ -85,6 +89,11 @@ class BenchmarkCurve(L.Callback):
                    "bg_mse": results["methods"]["refiner"]["bg_mse"],
                    "families": {f: v["refiner"]["masked_l1_ratio"] if v["refiner"]["masked_l1_ratio"] is not None
                                 else v["refiner"]["masked_l1"] for f, v in results["families"].items()}}
+            if self.head:
+                from evaluation.head_activity import head_activity
+
+                every = head_activity(pl_module.ema.module, records, self.batch_size)["all"]
+                row["head"] = {k: every[k] for k in ("max_delta", "flipped", "gain", "gain_sd")}
             self.rows.append(row)
             print(json.dumps(row), flush=True)
             if self.out is not None:
@@ -113,10 +122,17 @@ def table(rows: list[dict]) -> str:
     set does not have is ``–``. Rows are grouped by set, so a set's curve reads top to bottom."""
     fams = sorted({f for r in rows for f in r["families"]} - {"boundary.feathered", "boundary.hard"})
     labels = list(dict.fromkeys(r.get("set", "") for r in rows))
-    lines = ["| variant | set | step | overall | " + " | ".join(fams) + " |", "|---|---|---:|---:|" + "---:|" * len(fams)]
+    head = any("head" in r for r in rows)  # --head: the head's largest |Δ| (8-bit steps) and the gain
+    extra = ["max \\|Δ\\|", "gain"] if head else []
+    lines = ["| variant | set | step | overall | " + " | ".join(fams + extra) + " |",
+             "|---|---|---:|---:|" + "---:|" * (len(fams) + len(extra))]
     for label in labels:
         for r in (r for r in rows if r.get("set", "") == label):
             cells = [f"{r['families'][f]:.3f}" if f in r["families"] else "–" for f in fams]
+            if head:
+                h = r.get("head") or {}
+                cells += ["–" if h.get("max_delta") is None else f"{h['max_delta']:.3f}",
+                          "–" if h.get("gain") is None else f"{h['gain']:.3f} ± {h['gain_sd']:.3f}"]
             overall = "–" if r["overall"] is None else f"{r['overall']:.3f}"  # None: the set has no error (clean)
             lines.append(f"| {r['name']} | {label or '–'} | {r['step']} | {overall} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -160,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples of each set")
     parser.add_argument("--plot", nargs="+", default=None, help="JSON-lines files to plot instead of training")
     parser.add_argument("--png", default="learning_curves.png", help="where --plot writes")
+    parser.add_argument("--head", action="store_true",
+                        help="also record the head's largest correction and the gain at each step (head_activity)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.py (experiment=demo by default)")
     args = parser.parse_args(argv)
     if args.plot:
@@ -179,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from pixperfect.training.run import build
 
     try:  # the sets are read and checked before anything is built or trained
-        curve = BenchmarkCurve(at_steps=at, name=args.name, out=args.out, set=args.set, limit=args.limit)
+        curve = BenchmarkCurve(at_steps=at, name=args.name, out=args.out, set=args.set, limit=args.limit, head=args.head)
     except ValueError as exc:  # EvalInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2

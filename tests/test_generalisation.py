@@ -201,14 +201,16 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "curve.jsonl"
     cmd = [sys.executable, "-m", "evaluation.learnability", "--set", str(tmp_path / "bench"), "--set", str(tmp_path / "sim"),
-           "--at", "0,2,4", "--name", "tiny", "--out", str(out), "model=cmgan_tiny", "model.refiner.seam_prior=false",
+           "--at", "0,2,4", "--name", "tiny", "--out", str(out), "--head", "model=cmgan_tiny", "model.refiner.seam_prior=false",
            "data.resolution=32", "data.batch_size=4", "data.num_workers=0"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["step"], r["set"]) for r in rows] == [(s, n) for s in (0, 2, 4) for n in ("bench", "sim")]
     assert rows[0]["overall"] == rows[1]["overall"] == 1.0  # the zero-initialised refiner is the identity
-    assert "| variant | set | step | overall |" in proc.stdout
+    assert rows[0]["head"] == {"max_delta": 0.0, "flipped": 0.0, "gain": None, "gain_sd": None}  # no prior: no gain
+    assert rows[-1]["head"]["max_delta"] > 0.0  # 4 steps move the head off zero
+    assert "| variant | set | step | overall |" in proc.stdout and "max \\|Δ\\| | gain |" in proc.stdout
     table = [line for line in proc.stdout.splitlines() if line.startswith("| tiny |")]
     assert [line.split(" | ")[1:3] for line in table] == [[n, str(s)] for n in ("bench", "sim") for s in (0, 2, 4)]
     # two sets whose folders share a name could not be told apart in the table: refused
@@ -400,3 +402,35 @@ def test_benchmark_curve_stop_is_not_held_back_by_min_epochs():
     assert not trainer.should_stop and trainer.fit_loop.min_epochs == 1
     curve.on_train_batch_end(trainer, SimpleNamespace(step_count=torch.tensor(3)), None, None, 0)
     assert trainer.should_stop and trainer.fit_loop.min_epochs == 0
+
+
+def test_curve_records_what_the_head_adds_when_asked(cbsd68, tmp_path):
+    """``head=True`` adds the head's activity to each row: zero and unit gain for the untrained
+    prior refiner, the constant head's size once its output bias is set; the table shows it."""
+    from types import SimpleNamespace
+
+    from evaluation.learnability import BenchmarkCurve, table
+    from evaluation.make_set import make_set
+    from evaluation.sets import load_set
+    from pixperfect.models import CMGANRefiner
+
+    make_set(cbsd68, tmp_path / "bench", "benchmark", size=48, seed=0, limit=3)
+    records = load_set(str(tmp_path / "bench"))
+    torch.manual_seed(0)
+    model = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, output="residual").eval()
+    module = SimpleNamespace(ema=SimpleNamespace(module=model))
+    curve = BenchmarkCurve(records=records, at_steps=[0, 1], name="t", head=True)
+    curve._measure(module, 0)
+    with torch.no_grad():
+        model.to_rgb.bias[:3] = 2 * 0.7 / 255  # Δ = 0.7 of an 8-bit step everywhere
+        model.to_rgb.bias[3] = 0.5             # gain 1.5
+    curve._measure(module, 1)
+    first, second = (r["head"] for r in curve.rows)
+    assert first == {"max_delta": 0.0, "flipped": 0.0, "gain": pytest.approx(1.0), "gain_sd": pytest.approx(0.0, abs=1e-12)}
+    assert second["max_delta"] == pytest.approx(0.7, rel=1e-5) and second["gain"] == pytest.approx(1.5, rel=1e-6)
+    assert second["flipped"] > 0.5  # 0.7 of a step tips most 8-bit values
+    lines = table(curve.rows).splitlines()
+    assert lines[0].endswith("| max \\|Δ\\| | gain |") and lines[-1].endswith("| 0.700 | 1.500 ± 0.000 |")
+    plain = BenchmarkCurve(records=records, at_steps=[0], name="p")  # off by default: no extra forward
+    plain._measure(module, 0)
+    assert "head" not in plain.rows[0] and "gain" not in table(plain.rows).splitlines()[0]
