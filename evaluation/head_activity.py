@@ -23,6 +23,7 @@ import torch
 from evaluation.evaluate import batches, stack_records
 from evaluation.sets import EvalInputError, Record, families_of, load_set
 from pixperfect.metrics.image import edit_region
+from pixperfect.models.refiner import RefinerParts
 
 STEP = 1.0 / 255.0  # one 8-bit step
 COLUMNS = ("n", "mean \\|Δ\\|", "max \\|Δ\\|", "\\|Δ\\| ≥ ½ step", "8-bit values Δ changes", "gain", "gain sd (images)",
@@ -35,8 +36,9 @@ def sample_activity(model, x: torch.Tensor, mask: torch.Tensor) -> list[dict[str
     """Per sample of a batch: sums over the scored region (``delta_sum`` in [0, 1] units, ``visible``
     and ``flipped`` counts, ``values`` = 3 × region pixels, ``offset_sum``), ``delta_max`` and the mean
     gain over the mask (None without ``seam_gain``); ``offset_sum`` is None without ``seam_prior``."""
-    dtype = next(model.parameters()).dtype
-    parts = model.forward_parts(x.to(dtype), mask.to(dtype))
+    weight = next(model.parameters())  # the model may sit on a GPU (a training callback); the records on the CPU
+    parts = model.forward_parts(x.to(weight.device, weight.dtype), mask.to(weight.device, weight.dtype))
+    parts = RefinerParts(*(None if t is None else t.detach().cpu() for t in parts))
     x = x.double()
     region = edit_region(mask).double()  # N×1×H×W, 0/1
     inside = (mask > 0.5).double()

@@ -102,6 +102,9 @@ class BenchmarkCurve(L.Callback):
                     f.write(json.dumps(row) + "\n")
 
     def on_train_start(self, trainer, pl_module):
+        if self.head and not callable(getattr(pl_module.ema.module, "forward_parts", None)):  # before any step is spent
+            raise ValueError(f"BenchmarkCurve(head=True) needs a refiner with forward_parts (CMGANRefiner); "
+                             f"got {type(pl_module.ema.module).__name__}")
         self.t0 = time.time()
         if 0 in self.at:
             self._measure(pl_module, 0)
@@ -123,7 +126,7 @@ def table(rows: list[dict]) -> str:
     fams = sorted({f for r in rows for f in r["families"]} - {"boundary.feathered", "boundary.hard"})
     labels = list(dict.fromkeys(r.get("set", "") for r in rows))
     head = any("head" in r for r in rows)  # --head: the head's largest |Δ| (8-bit steps) and the gain
-    extra = ["max \\|Δ\\|", "gain"] if head else []
+    extra = ["max \\|Δ\\|", "8-bit values Δ changes", "gain"] if head else []
     lines = ["| variant | set | step | overall | " + " | ".join(fams + extra) + " |",
              "|---|---|---:|---:|" + "---:|" * (len(fams) + len(extra))]
     for label in labels:
@@ -132,6 +135,7 @@ def table(rows: list[dict]) -> str:
             if head:
                 h = r.get("head") or {}
                 cells += ["–" if h.get("max_delta") is None else f"{h['max_delta']:.3f}",
+                          "–" if h.get("flipped") is None else f"{h['flipped']:.5f}",
                           "–" if h.get("gain") is None else f"{h['gain']:.3f} ± {h['gain_sd']:.3f}"]
             overall = "–" if r["overall"] is None else f"{r['overall']:.3f}"  # None: the set has no error (clean)
             lines.append(f"| {r['name']} | {label or '–'} | {r['step']} | {overall} | " + " | ".join(cells) + " |")

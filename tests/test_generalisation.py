@@ -210,7 +210,7 @@ def test_learnability_prints_a_per_family_curve(tmp_path, cbsd68):
     assert rows[0]["overall"] == rows[1]["overall"] == 1.0  # the zero-initialised refiner is the identity
     assert rows[0]["head"] == {"max_delta": 0.0, "flipped": 0.0, "gain": None, "gain_sd": None}  # no prior: no gain
     assert rows[-1]["head"]["max_delta"] > 0.0  # 4 steps move the head off zero
-    assert "| variant | set | step | overall |" in proc.stdout and "max \\|Δ\\| | gain |" in proc.stdout
+    assert "| variant | set | step | overall |" in proc.stdout and "max \\|Δ\\| | 8-bit values Δ changes | gain |" in proc.stdout
     table = [line for line in proc.stdout.splitlines() if line.startswith("| tiny |")]
     assert [line.split(" | ")[1:3] for line in table] == [[n, str(s)] for n in ("bench", "sim") for s in (0, 2, 4)]
     # two sets whose folders share a name could not be told apart in the table: refused
@@ -430,7 +430,11 @@ def test_curve_records_what_the_head_adds_when_asked(cbsd68, tmp_path):
     assert second["max_delta"] == pytest.approx(0.7, rel=1e-5) and second["gain"] == pytest.approx(1.5, rel=1e-6)
     assert second["flipped"] > 0.5  # 0.7 of a step tips most 8-bit values
     lines = table(curve.rows).splitlines()
-    assert lines[0].endswith("| max \\|Δ\\| | gain |") and lines[-1].endswith("| 0.700 | 1.500 ± 0.000 |")
+    assert lines[0].endswith("| max \\|Δ\\| | 8-bit values Δ changes | gain |")
+    assert lines[-1].endswith(f"| 0.700 | {second['flipped']:.5f} | 1.500 ± 0.000 |")
+    bare = SimpleNamespace(ema=SimpleNamespace(module=torch.nn.Conv2d(3, 3, 1)))  # no forward_parts: refused at once
+    with pytest.raises(ValueError, match="forward_parts"):
+        BenchmarkCurve(records=records, at_steps=[5], head=True).on_train_start(None, bare)
     plain = BenchmarkCurve(records=records, at_steps=[0], name="p")  # off by default: no extra forward
     plain._measure(module, 0)
     assert "head" not in plain.rows[0] and "gain" not in table(plain.rows).splitlines()[0]
