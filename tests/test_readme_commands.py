@@ -14,7 +14,8 @@ repository root. What a rule may change, and nothing else:
   tiny model, TAEF2 as the device autoencoder) and runs for real;
 - ``make_shards --skip N`` skips 2 (the tiny folder has 4 photos);
 - ``learnability`` measures at steps 0 and 2 of a tiny model and keeps one ``--set`` (every set
-  path maps to the one tiny set); ``fit_probe`` runs 2 steps of a tiny model, measuring each;
+  path maps to the one tiny set; ``--plot`` selected alone with ``-k`` first makes the curves it draws);
+  ``fit_probe`` runs 2 steps of a tiny model, measuring each;
 - ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
 - ``head_activity --refiner NAME=DIR`` reads the README's export of the tiny checkpoint for every DIR;
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
@@ -298,6 +299,17 @@ def ensure_made(env: dict, rule: str, command: Command) -> None:
         check(run(argv), source)
 
 
+def tiny_curve(argv: list[str], env: dict, command: Command) -> list[str]:
+    """A README learnability command made small: steps 0 and 2 of a tiny model on the one tiny set."""
+    ensure_made(env, "make_set", command)
+    argv = list(argv)
+    argv[argv.index("--at") + 1] = "0,2"
+    while argv.count("--set") > 1:  # every eval_sets/… path maps to the one tiny set: keep one
+        i = len(argv) - 1 - argv[::-1].index("--set")
+        del argv[i:i + 2]
+    return argv + ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.num_workers=0"]
+
+
 def check(proc: subprocess.CompletedProcess, command: Command) -> None:
     assert proc.returncode == 0, f"README command failed: {command}\n{proc.stderr[-3000:]}"
 
@@ -421,13 +433,14 @@ def test_readme_command_runs(command, rule, request):
         check(proc, command)
         assert names and all(f"| {n}: family |" in proc.stdout for n in names) and "| all |" in proc.stdout, proc.stdout
     elif rule == "learnability":  # a 2-step curve of a tiny model; --plot draws what the commands before wrote
-        if "--plot" not in argv:
-            ensure_made(env, "make_set", command)
-            argv[argv.index("--at") + 1] = "0,2"
-            while argv.count("--set") > 1:  # every eval_sets/… path maps to the one tiny set: keep one
-                i = len(argv) - 1 - argv[::-1].index("--set")
-                del argv[i:i + 2]
-            argv += ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.num_workers=0"]
+        if "--plot" in argv:  # run alone (-k), the curves it plots are first made by the README commands that write them
+            for curve in argv[argv.index("--plot") + 1:argv.index("--png")]:
+                if not Path(curve).is_file():
+                    source = next(c for c in COMMANDS if rule_for(c) == "learnability" and "--out" in c.argv
+                                  and substitute(c.argv, env)[c.argv.index("--out") + 1] == curve)
+                    check(run(tiny_curve(substitute(source.argv, env), env, source), timeout=600), source)
+        else:
+            argv = tiny_curve(argv, env, command)
         check(run(argv, timeout=600), command)
         written = argv[argv.index("--png") + 1] if "--plot" in argv else argv[argv.index("--out") + 1]
         assert Path(written).stat().st_size > 0, command
