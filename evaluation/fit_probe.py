@@ -27,6 +27,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def family_ratios(refined_l1: torch.Tensor, input_l1: torch.Tensor, families: list[list[str]]) -> dict[str, float]:
+    """Per family label: the family's summed masked L1 of the refiner over the input's (a sample counts
+    in every family it carries); a family whose input error is 0 (``clean``) is left out."""
+    out = {}
+    for name in sorted({f for fams in families for f in fams}):
+        idx = torch.tensor([i for i, fams in enumerate(families) if name in fams])
+        denominator = input_l1[idx].sum().item()
+        if denominator > 0:
+            out[name] = round(refined_l1[idx].sum().item() / denominator, 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.fit_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -53,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --overfit measures the fixed batch; --set cannot be used with it", file=sys.stderr)
         return 2
 
-    measure = None
+    measure, families = None, None
     if args.set:  # checked before any model or data is built
-        from evaluation.sets import EvalInputError, load_set
+        from evaluation.sets import EvalInputError, families_of, load_set
 
         try:
-            decoded = [r.decode() for r in load_set(args.set)]
+            records = load_set(args.set)
+            decoded = [r.decode() for r in records]
+            families = [families_of(r) for r in records]
         except EvalInputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -98,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     elif measure is None:
         val = datamodule.val_set.samples
         measure = {k: torch.stack([v[k] for v in val]) for k in ("x_gen", "x_gt", "mask")}
-    base = masked_l1(measure["x_gen"], measure["x_gt"], measure["mask"]).mean().item()
+    input_l1 = masked_l1(measure["x_gen"], measure["x_gt"], measure["mask"])
+    base = input_l1.mean().item()
     if base <= 0:
         print("error: the measured samples are all clean (the input's masked L1 is 0), so no ratio can be formed; "
               "measure on a set with artifacts", file=sys.stderr)
@@ -107,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     def measured() -> dict:
         with torch.no_grad():
             parts = refiner.forward_parts(measure["x_gen"], measure["mask"])
-        out = {"masked_l1_ratio": round(masked_l1(parts.image, measure["x_gt"], measure["mask"]).mean().item() / base, 4)}
+        per_sample = masked_l1(parts.image, measure["x_gt"], measure["mask"])
+        out = {"masked_l1_ratio": round(per_sample.mean().item() / base, 4)}
+        if families is not None:  # the same ratio within each family of the set (clean ones have no ratio)
+            out["families"] = family_ratios(per_sample, input_l1, families)
         if parts.scale is not None:  # the seam prior's scale over the edits (1 = untrained)
             m = measure["mask"]
             per_image = (parts.scale * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1)

@@ -79,6 +79,14 @@ def sweep(records, rings: list[int], shrinks: list[float], compensates: list[boo
             methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1, shrinkage=rule)
     if output_bits is not None:
         methods = {name: quantized(fn, output_bits) for name, fn in methods.items()}
+    return sweep_table(records, methods)
+
+
+def sweep_table(records, methods: dict) -> dict[str, dict[str, float]]:
+    """Score ``methods`` (``evaluate`` methods; the ``input`` row, the identity unless given, goes first:
+    it is the denominator) and return {name: {"overall" | family: masked-L1 ratio (absolute masked
+    L1 where the input's is 0)}}."""
+    methods = {"input": methods.get("input", lambda g, m, o, i: g), **{k: v for k, v in methods.items() if k != "input"}}
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
     table = {}

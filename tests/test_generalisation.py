@@ -320,16 +320,39 @@ def test_fit_probe_measures_on_a_given_set(tmp_path, cbsd68, capsys):
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["masked_l1_ratio"] == 1.0
     assert {r["measured_on"] for r in rows} == {str(tmp_path / "bench")}
 
-    assert main(["--steps", "1", "--set", str(tmp_path / "bench"), *tiny, "model.refiner.seam_prior=true"]) == 0
+    # Wiener shrinkage: at 32² the James–Stein prior turns every tiny seam off (ratio 1), which would not test this
+    assert main(["--steps", "1", "--set", str(tmp_path / "bench"), *tiny, "model.refiner.seam_prior=true",
+                 "model.refiner.seam_shrinkage=wiener"]) == 0
     step0 = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
     d = [r.decode() for r in load_set(str(tmp_path / "bench"))]
     x, m, gt = (torch.stack([s[k] for s in d]) for k in ("x_gen", "mask", "x_gt"))
-    prior = (x + seam_offset(x, m, iterations=0)).clamp(0, 1)
+    prior = (x + seam_offset(x, m, iterations=0, shrinkage="wiener")).clamp(0, 1)
     expected = masked_l1(prior, gt, m).mean().item() / masked_l1(x, gt, m).mean().item()
     assert abs(expected - 1.0) > 1e-3 and step0["masked_l1_ratio"] == pytest.approx(expected, abs=1e-4)
+    # per family: the family's summed L1 over the input's, each sample in every family it carries
+    from evaluation.sets import families_of
+
+    fams = [families_of(r) for r in load_set(str(tmp_path / "bench"))]
+    refined, base = masked_l1(prior, gt, m), masked_l1(x, gt, m)
+    for name, ratio in step0["families"].items():
+        idx = [i for i, f in enumerate(fams) if name in f]
+        assert ratio == pytest.approx(sum(refined[i].item() for i in idx) / sum(base[i].item() for i in idx), abs=1e-4)
+    with_error = {f for i, fs in enumerate(fams) for f in fs
+                  if sum(base[j].item() for j, g in enumerate(fams) if f in g) > 0}
+    assert set(step0["families"]) == with_error and "clean" not in with_error
 
     assert main(["--steps", "2", "--set", str(tmp_path / "missing")]) == 2
     assert main(["--steps", "2", "--lr", "0"]) == 2 and "--lr must be > 0" in capsys.readouterr().err
+
+
+def test_fit_probe_family_ratios_leave_out_families_without_input_error():
+    from evaluation.fit_probe import family_ratios
+
+    refined = torch.tensor([0.5, 0.0, 3.0, 0.2])
+    base = torch.tensor([1.0, 0.0, 2.0, 0.4])
+    fams = [["color_uniform", "boundary.hard"], ["clean"], ["texture_blur", "boundary.hard"], ["color_uniform"]]
+    assert family_ratios(refined, base, fams) == {
+        "boundary.hard": round(3.5 / 3.0, 4), "color_uniform": round(0.7 / 1.4, 4), "texture_blur": 1.5}
 
 
 def _one_triple_set(folder, seed: int = 0) -> None:

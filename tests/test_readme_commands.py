@@ -18,6 +18,7 @@ repository root. What a rule may change, and nothing else:
   ``fit_probe`` runs 2 steps of a tiny model, measuring each;
 - ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
 - ``head_activity --refiner NAME=DIR`` reads the README's export of the tiny checkpoint for every DIR;
+- ``colour_bound`` scores its oracle rows on the tiny set (none may score above the input overall);
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
 - PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
 - benchmarks run for real.
@@ -202,6 +203,7 @@ RULES = [
     ("amplification", is_module("evaluation.amplification"), (pytest.mark.slow,)),  # fits f on the tiny set
     ("prior_sweep", is_module("evaluation.prior_sweep"), (pytest.mark.slow,)),  # seam-offset variants, tiny set
     ("head_activity", is_module("evaluation.head_activity"), (pytest.mark.slow,)),  # an export's parts, tiny set
+    ("colour_bound", is_module("evaluation.colour_bound"), (pytest.mark.slow,)),  # oracle colour fits, tiny set
 ]
 
 
@@ -330,7 +332,8 @@ def test_readme_command_runs(command, rule, request):
     fixture = {"pilot_cli": "sd_env", "export": "full_env", "refine": "full_env", "preview": "full_env",
                "evaluate": "full_env", "make_set": "full_env",
                "learnability": "full_env", "amplification": "full_env", "prior_sweep": "full_env",
-               "fit_probe": "full_env", "head_activity": "full_env"}.get(rule, "env")
+               "fit_probe": "full_env", "head_activity": "full_env",
+               "colour_bound": "full_env"}.get(rule, "env")
     env = request.getfixturevalue(fixture)
     argv = substitute(command.argv, env)
 
@@ -453,5 +456,14 @@ def test_readme_command_runs(command, rule, request):
         check(proc, command)
         rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         assert [r["step"] for r in rows] == [0, 1, 2] and all(r["masked_l1_ratio"] > 0 for r in rows), proc.stdout
+        if "--set" in argv:  # per family too, each a positive ratio
+            assert all(r["families"] and min(r["families"].values()) > 0 for r in rows), proc.stdout
+    elif rule == "colour_bound":  # oracle rows leave alone what they would harm: no overall ratio above 1
+        ensure_made(env, "make_set", command)
+        proc = run(argv)
+        check(proc, command)
+        rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "variant" not in line]
+        assert {r[1].strip() for r in rows} >= {"offset, one per image", "affine, one per image"}, proc.stdout
+        assert all(0 <= float(r[2]) <= 1.0 for r in rows), proc.stdout
     else:  # pragma: no cover - a rule without a runner
         pytest.fail(f"rule {rule} has no runner")

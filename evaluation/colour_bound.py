@@ -1,0 +1,131 @@
+"""How far can any colour correction of the edit go on a set? Oracle rows that read the target.
+
+    python -m evaluation.colour_bound --set .cache/cpu_small_benchmark_256
+    python -m evaluation.colour_bound --set .cache/demo_benchmark_256 --windows 8,16,32
+
+A refiner, or a prior, that fixes colour (an offset, a per-channel gain and offset, smooth in space)
+cannot remove error that is not colour: texture, a re-inpainted band, detail an autoencoder lost.
+Each row here is the best such correction *fitted with the target*, so no method of that kind can
+beat it, only approach it: per image (or per window of ``side/k`` radius, sliding), the offset
+``d = mean(x_gt − x_gen)`` or the per-channel least-squares ``x_gt ≈ a·x_gen + b`` over the edit's
+mask, applied inside the mask, and left out for an image it would make worse (the oracle also knows
+when not to act). Scored as ``evaluate`` scores every row: masked L1 over the mask dilated by the
+band, ÷ the input's, overall and per family. The gap between a method's row and the bound is what
+colour estimation can still win; the bound's own distance from a target is what only texture
+restoration could.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from kornia.filters import box_blur
+
+from evaluation.evaluate import quantized
+from evaluation.prior_sweep import format_table, sweep_table
+from evaluation.sets import EvalInputError, load_set
+from pixperfect.metrics import masked_l1
+
+KINDS = ("offset", "affine")
+
+
+def _window_mean(values: torch.Tensor, weight: torch.Tensor, radius: int | None) -> torch.Tensor:
+    """The ``weight``-weighted mean of ``values`` over the whole image (``radius`` None) or over the
+    (2r+1)² window around each pixel (zero outside the image)."""
+    if radius is None:
+        return (values * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    k = 2 * radius + 1
+    # the window's area cancels in the ratio; constant borders = nothing outside the image
+    return box_blur(values * weight, k, border_type="constant") / box_blur(weight, k, border_type="constant").clamp_min(1e-8)
+
+
+def oracle_correction(kind: str, radius: int | None = None, eps: float = 1e-6):
+    """An ``evaluate`` method (reads ``x_gt``: a bound, not a method): the edit corrected by the
+    offset or per-channel affine colour map that best fits the target over the mask, per image
+    (``radius`` None) or per sliding window; an image it would make worse is returned unchanged."""
+    if kind not in KINDS:
+        raise ValueError(f"oracle_correction: kind must be one of {KINDS}; got {kind!r}")
+    if radius is not None and radius < 1:
+        raise ValueError(f"oracle_correction: radius must be ≥ 1 px or None (one fit per image); got {radius}")
+
+    def method(x_gen, mask, x_gt, batch_index):
+        x, y = x_gen.float(), x_gt.float()
+        inside = (mask.float() > 0.5).float()
+        mean = lambda t: _window_mean(t, inside, radius)  # noqa: E731
+        mx, my = mean(x), mean(y)
+        if kind == "offset":
+            fit = x + (my - mx)
+        else:  # least squares per channel: a = cov(x, y) / var(x), b = ȳ − a·x̄
+            a = (mean(x * y) - mx * my) / ((mean(x * x) - mx * mx).clamp_min(0.0) + eps)
+            fit = a * x + (my - a * mx)
+        out = torch.where(inside > 0.5, fit, x).clamp(0.0, 1.0)
+        worse = masked_l1(out, y, mask) > masked_l1(x, y, mask)
+        return torch.where(worse[:, None, None, None], x, out)
+    return method
+
+
+def bound_methods(side: int, windows: list[int], kinds=KINDS) -> dict:
+    """Named oracle rows: per image, then per window of radius ``side // k`` for each k."""
+    methods = {}
+    for kind in kinds:
+        methods[f"{kind}, one per image"] = oracle_correction(kind)
+        for k in windows:
+            methods[f"{kind}, windows of radius side/{k}"] = oracle_correction(kind, max(1, side // k))
+    return methods
+
+
+def input_error_shares(records) -> dict[str, float]:
+    """Per family label, the share of the set's summed input masked L1 its samples hold. A sample
+    counts in every label it carries: the artifact families sum to 1; the boundary labels to the
+    share of samples that have a seam (``vae_full`` has none)."""
+    from evaluation.sets import families_of
+
+    per_label, total = {}, 0.0
+    for record in records:
+        d = record.decode()
+        err = float(masked_l1(d["x_gen"][None], d["x_gt"][None], d["mask"][None]))
+        total += err
+        for label in families_of(record):
+            per_label[label] = per_label.get(label, 0.0) + err
+    return {label: v / total if total > 0 else 0.0 for label, v in sorted(per_label.items())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.colour_bound", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", required=True, help="an evaluation set (evaluation.make_set)")
+    parser.add_argument("--windows", default="8,16",
+                        help="window radii as fractions side/k, comma-separated k (default 8,16)")
+    parser.add_argument("--output-bits", type=int, default=None,
+                        help="score every row as an image of this many bits per channel (evaluate's output_bits)")
+    args = parser.parse_args(argv)
+    try:
+        windows = [int(v) for v in args.windows.split(",")]
+        if any(k < 1 for k in windows):
+            raise ValueError
+    except ValueError:
+        print(f"error: --windows takes whole numbers k ≥ 1 (radius side/k), comma-separated; got {args.windows!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        records = load_set(args.set)
+        side = min(records[0].decode()["x_gen"].shape[-2:])
+        methods = bound_methods(side, windows)
+        if args.output_bits is not None:
+            methods = {name: quantized(fn, args.output_bits) for name, fn in methods.items()}
+        table = sweep_table(records, methods)
+        shares = input_error_shares(records)
+    except EvalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"# oracle colour corrections on {args.set} ({len(records)} samples): masked L1 ÷ the input's "
+          "(clean: absolute); they read the target, so they bound every colour-only method")
+    print(format_table(table))
+    print("\nshare of the input's masked L1 per family: "
+          + ", ".join(f"{label} {share:.1%}" for label, share in shares.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

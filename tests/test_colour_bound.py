@@ -1,0 +1,114 @@
+"""``python -m evaluation.colour_bound``: the best offset / affine colour correction, fitted with the target."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluation.colour_bound import main, oracle_correction
+from pixperfect.metrics.image import masked_l1
+
+
+def _image(seed: int = 0, size: int = 48) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    base = torch.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.6 - 0.3 * xx * yy])
+    return (base + 0.05 * torch.rand(3, size, size, generator=g))[None].clamp(0, 1)
+
+
+def _mask(size: int = 48) -> torch.Tensor:
+    m = torch.zeros(1, 1, size, size)
+    m[..., 12:36, 10:40] = 1.0
+    return m
+
+
+def test_an_affine_cast_is_undone_exactly_and_the_background_is_kept():
+    gt, m = _image(), _mask()
+    gain, bias = torch.tensor([0.9, 1.1, 0.95]).view(1, 3, 1, 1), torch.tensor([0.05, -0.04, 0.02]).view(1, 3, 1, 1)
+    gen = torch.where(m > 0.5, gt * gain + bias, gt)
+    for kind, radius in (("affine", None), ("affine", 6)):
+        out = oracle_correction(kind, radius)(gen, m, gt, 0)
+        assert torch.allclose(out, gt, atol=5e-4), (kind, radius)  # eps = 1e-6 on the variance: within 2e-4
+        assert torch.equal(out[m.expand_as(out) < 0.5], gen[m.expand_as(gen) < 0.5])
+    # an offset cannot undo a gain: it is left with the gain's content-dependent part
+    offset = oracle_correction("offset")(gen, m, gt, 0)
+    assert 0.01 < float(masked_l1(offset, gt, m) / masked_l1(gen, gt, m)) < 0.9
+
+
+def test_the_offset_is_the_mean_error_over_the_mask_computed_directly():
+    gt, m = _image(1), _mask()
+    noise = 0.02 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(3))
+    gen = (gt + m * (torch.tensor([0.06, 0.0, -0.05]).view(1, 3, 1, 1) + noise)).clamp(0, 1)
+    inside = m[0, 0] > 0.5
+    d = torch.stack([(gt[0, c] - gen[0, c])[inside].mean() for c in range(3)]).view(1, 3, 1, 1)
+    reference = torch.where(m > 0.5, gen + d, gen).clamp(0, 1)
+    out = oracle_correction("offset")(gen, m, gt, 0)
+    assert torch.allclose(out, reference, atol=1e-6)
+    # sliding windows bigger than the image fit the same single offset
+    assert torch.allclose(oracle_correction("offset", 200)(gen, m, gt, 0), reference, atol=1e-5)
+
+
+def test_an_image_the_fit_would_make_worse_is_left_alone():
+    gt, m = _image(2), _mask()
+    # sparse large errors: the L2 fit moves every pixel to halve a few, which costs masked L1
+    gen = gt.clone()
+    gen[..., 20, 20:24] = 1.0
+    out = oracle_correction("offset")(gen, m, gt, 0)
+    fitted = torch.where(m > 0.5, gen + ((gt - gen) * m).sum((2, 3), keepdim=True) / m.sum(), gen).clamp(0, 1)
+    assert masked_l1(fitted, gt, m) > masked_l1(gen, gt, m)   # the fit alone would harm this image
+    assert torch.equal(out, gen)                                # so the bound returns the input
+
+
+def test_bad_kind_or_radius_is_refused():
+    with pytest.raises(ValueError, match="kind"):
+        oracle_correction("gain")
+    with pytest.raises(ValueError, match="radius"):
+        oracle_correction("affine", 0)
+
+
+def _write(folder, name, gen, mask, gt, families):
+    to8 = lambda t: Image.fromarray((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))  # noqa: E731
+    to8(gen).save(folder / f"{name}.gen.png")
+    to8(gt).save(folder / f"{name}.gt.png")
+    Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8)).save(folder / f"{name}.mask.png")
+    (folder / f"{name}.json").write_text(json.dumps({"families": families}))
+
+
+def test_cli_prints_every_bound_row_per_family_and_refuses_bad_windows(tmp_path, capsys):
+    gt, m = _image(4), _mask()
+    _write(tmp_path, "cast", (gt + m * 0.08).clamp(0, 1), m, gt, ["color_uniform", "boundary.hard"])
+    blur = torch.nn.functional.avg_pool2d(gt, 5, stride=1, padding=2, count_include_pad=False)
+    _write(tmp_path, "blur", torch.where(m > 0.5, blur, gt), m, gt, ["texture_blur", "boundary.hard"])
+    assert main(["--set", str(tmp_path), "--windows", "4"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "variant" not in line}
+    assert list(rows) == ["offset, one per image", "offset, windows of radius side/4",
+                          "affine, one per image", "affine, windows of radius side/4"]
+    header = [c.strip() for c in out.splitlines()[1].split("|")[1:-1]]
+    cast_col = header.index("color_uniform")
+    for line in rows.values():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        assert float(cells[cast_col]) < 0.05        # a uniform cast: every colour fit removes it
+        assert float(cells[header.index("texture_blur")]) <= 1.0  # blur: never worse than the input
+    assert main(["--set", str(tmp_path), "--windows", "0"]) == 2
+    assert "--windows" in capsys.readouterr().err
+
+
+def test_input_error_shares_sum_per_kind_of_label(tmp_path):
+    from evaluation.colour_bound import input_error_shares
+    from evaluation.sets import load_set
+
+    gt, m = _image(5), _mask()
+    _write(tmp_path, "a", (gt + m * 0.08).clamp(0, 1), m, gt, ["color_uniform", "boundary.hard"])
+    _write(tmp_path, "b", (gt + m * 0.02).clamp(0, 1), m, gt, ["texture_noise", "boundary.hard"])
+    _write(tmp_path, "c", gt, m, gt, ["clean"])
+    records = load_set(str(tmp_path))
+    errors = [float(masked_l1(*(r.decode()[k][None] for k in ("x_gen", "x_gt", "mask")))) for r in records]
+    shares = input_error_shares(records)
+    total = sum(errors)
+    assert shares["boundary.hard"] == pytest.approx(1.0) and shares["clean"] == 0.0
+    assert shares["color_uniform"] + shares["texture_noise"] == pytest.approx(1.0)
+    assert shares["color_uniform"] == pytest.approx(max(errors) / total)  # the 0.08 cast holds most
+    assert 0.7 < shares["color_uniform"] < 0.85   # about 0.08 / (0.08 + 0.02) once rounded to 8 bits
