@@ -1,18 +1,21 @@
-"""How far can any colour correction of the edit go on a set? Oracle rows that read the target.
+"""How far can a colour correction of the edit go on a set? Oracle rows that read the target.
 
     python -m evaluation.colour_bound --set .cache/cpu_small_benchmark_256
     python -m evaluation.colour_bound --set .cache/demo_benchmark_256 --windows 8,16,32
 
 A refiner, or a prior, that fixes colour (an offset, a per-channel gain and offset, smooth in space)
 cannot remove error that is not colour: texture, a re-inpainted band, detail an autoencoder lost.
-Each row here is the best such correction *fitted with the target*, so no method of that kind can
-beat it, only approach it: per image (or per window of ``side/k`` radius, sliding), the offset
-``d = mean(x_gt − x_gen)`` or the per-channel least-squares ``x_gt ≈ a·x_gen + b`` over the edit's
-mask, applied inside the mask, and left out for an image it would make worse (the oracle also knows
-when not to act). Scored as ``evaluate`` scores every row: masked L1 over the mask dilated by the
-band, ÷ the input's, overall and per family. The gap between a method's row and the bound is what
-colour estimation can still win; the bound's own distance from a target is what only texture
-restoration could.
+Each row here is such a correction *fitted with the target*: per image (or per sliding window of
+radius ``side/k``), the offset ``d = mean(x_gt − x_gen)`` or the per-channel least-squares map
+``x_gt ≈ a·x_gen + b`` in RGB over the mask (> 0.5), applied inside the mask only, and left out for
+an image it would make worse. Scored as ``evaluate`` scores every row: masked L1 over the mask
+dilated by the band, ÷ the input's, overall and per family.
+
+It is an oracle *reference*, not a strict bound. A method of the same form with estimated
+parameters should not beat its row; one that fits for L1 rather than least squares, mixes
+channels, is non-linear, works on a finer grain, or also corrects the band outside the mask (where
+a feathered paste spills its cast) can. The gap between a method's row and these is what estimating
+colour can still win; their distance from a target is, roughly, what only texture restoration could.
 """
 
 from __future__ import annotations
@@ -41,18 +44,21 @@ def _window_mean(values: torch.Tensor, weight: torch.Tensor, radius: int | None)
     return box_blur(values * weight, k, border_type="constant") / box_blur(weight, k, border_type="constant").clamp_min(1e-8)
 
 
-def oracle_correction(kind: str, radius: int | None = None, eps: float = 1e-6):
-    """An ``evaluate`` method (reads ``x_gt``: a bound, not a method): the edit corrected by the
-    offset or per-channel affine colour map that best fits the target over the mask, per image
-    (``radius`` None) or per sliding window; an image it would make worse is returned unchanged."""
+def oracle_correction(kind: str, window: int | None = None, eps: float = 1e-6):
+    """An ``evaluate`` method (reads ``x_gt``: an oracle, not a method): the edit corrected by the
+    offset or per-channel affine colour map that best fits the target (least squares) over the
+    mask, per image (``window`` None) or per sliding window of radius ``side // window`` px (at
+    least 1) of each image's short side; an image it would make worse is returned unchanged."""
     if kind not in KINDS:
         raise ValueError(f"oracle_correction: kind must be one of {KINDS}; got {kind!r}")
-    if radius is not None and radius < 1:
-        raise ValueError(f"oracle_correction: radius must be ≥ 1 px or None (one fit per image); got {radius}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"oracle_correction: window must be a whole number k ≥ 1 (radius side/k) or None "
+                         f"(one fit per image); got {window!r}")
 
     def method(x_gen, mask, x_gt, batch_index):
         x, y = x_gen.float(), x_gt.float()
         inside = (mask.float() > 0.5).float()
+        radius = None if window is None else max(1, min(x.shape[-2:]) // window)
         mean = lambda t: _window_mean(t, inside, radius)  # noqa: E731
         mx, my = mean(x), mean(y)
         if kind == "offset":
@@ -66,20 +72,21 @@ def oracle_correction(kind: str, radius: int | None = None, eps: float = 1e-6):
     return method
 
 
-def bound_methods(side: int, windows: list[int], kinds=KINDS) -> dict:
-    """Named oracle rows: per image, then per window of radius ``side // k`` for each k."""
+def oracle_methods(windows: list[int], kinds=KINDS) -> dict:
+    """Named oracle rows: per image, then per window of radius side/k for each k."""
     methods = {}
     for kind in kinds:
         methods[f"{kind}, one per image"] = oracle_correction(kind)
         for k in windows:
-            methods[f"{kind}, windows of radius side/{k}"] = oracle_correction(kind, max(1, side // k))
+            methods[f"{kind}, windows of radius side/{k}"] = oracle_correction(kind, k)
     return methods
 
 
 def input_error_shares(records) -> dict[str, float]:
     """Per family label, the share of the set's summed input masked L1 its samples hold. A sample
-    counts in every label it carries: the artifact families sum to 1; the boundary labels to the
-    share of samples that have a seam (``vae_full`` has none)."""
+    counts in every label it carries: with one artifact label per sample (``make_set``'s recipes)
+    the artifact families sum to 1, and the boundary labels to the share of the error in samples
+    that have a seam (``vae_full`` has none)."""
     from evaluation.sets import families_of
 
     per_label, total = {}, 0.0
@@ -110,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         records = load_set(args.set)
-        side = min(records[0].decode()["x_gen"].shape[-2:])
-        methods = bound_methods(side, windows)
-        if args.output_bits is not None:
+        methods = {"input": lambda g, m, o, i: g, **oracle_methods(windows)}
+        if args.output_bits is not None:  # every row rounded, the input (the denominator) included
             methods = {name: quantized(fn, args.output_bits) for name, fn in methods.items()}
         table = sweep_table(records, methods)
         shares = input_error_shares(records)
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"# oracle colour corrections on {args.set} ({len(records)} samples): masked L1 ÷ the input's "
-          "(clean: absolute); they read the target, so they bound every colour-only method")
+          "(clean: absolute); they read the target: a reference for colour-only methods, not a method")
     print(format_table(table))
     print("\nshare of the input's masked L1 per family: "
           + ", ".join(f"{label} {share:.1%}" for label, share in shares.items()))

@@ -28,9 +28,9 @@ def test_an_affine_cast_is_undone_exactly_and_the_background_is_kept():
     gt, m = _image(), _mask()
     gain, bias = torch.tensor([0.9, 1.1, 0.95]).view(1, 3, 1, 1), torch.tensor([0.05, -0.04, 0.02]).view(1, 3, 1, 1)
     gen = torch.where(m > 0.5, gt * gain + bias, gt)
-    for kind, radius in (("affine", None), ("affine", 6)):
-        out = oracle_correction(kind, radius)(gen, m, gt, 0)
-        assert torch.allclose(out, gt, atol=5e-4), (kind, radius)  # eps = 1e-6 on the variance: within 2e-4
+    for kind, window in (("affine", None), ("affine", 8)):  # one fit, then windows of radius 48/8 = 6 px
+        out = oracle_correction(kind, window)(gen, m, gt, 0)
+        assert torch.allclose(out, gt, atol=5e-4), (kind, window)  # eps = 1e-6 on the variance: within 2e-4
         assert torch.equal(out[m.expand_as(out) < 0.5], gen[m.expand_as(gen) < 0.5])
     # an offset cannot undo a gain: it is left with the gain's content-dependent part
     offset = oracle_correction("offset")(gen, m, gt, 0)
@@ -46,8 +46,8 @@ def test_the_offset_is_the_mean_error_over_the_mask_computed_directly():
     reference = torch.where(m > 0.5, gen + d, gen).clamp(0, 1)
     out = oracle_correction("offset")(gen, m, gt, 0)
     assert torch.allclose(out, reference, atol=1e-6)
-    # sliding windows bigger than the image fit the same single offset
-    assert torch.allclose(oracle_correction("offset", 200)(gen, m, gt, 0), reference, atol=1e-5)
+    # windows of radius side/1 cover the whole image from every pixel: the same single offset
+    assert torch.allclose(oracle_correction("offset", 1)(gen, m, gt, 0), reference, atol=1e-5)
 
 
 def test_an_image_the_fit_would_make_worse_is_left_alone():
@@ -61,11 +61,26 @@ def test_an_image_the_fit_would_make_worse_is_left_alone():
     assert torch.equal(out, gen)                                # so the bound returns the input
 
 
-def test_bad_kind_or_radius_is_refused():
+def test_each_image_of_a_batch_is_fitted_and_left_alone_on_its_own():
+    gt = torch.cat([_image(6), _image(7)])
+    m = _mask().expand(2, -1, -1, -1).clone()
+    cast = (gt[:1] + m[:1] * torch.tensor([0.05, -0.03, 0.04]).view(1, 3, 1, 1)).clamp(0, 1)
+    spikes = gt[1:].clone()
+    spikes[..., 20, 20:24] = 1.0                       # the fit would harm this one (see above)
+    gen = torch.cat([cast, spikes])
+    out = oracle_correction("offset")(gen, m, gt, 0)
+    alone = [oracle_correction("offset")(gen[i:i + 1], m[i:i + 1], gt[i:i + 1], 0) for i in range(2)]
+    assert torch.equal(out, torch.cat(alone))          # the batch changes nothing
+    assert torch.equal(out[1], gen[1])                 # the harmed image is returned as it was
+    assert masked_l1(out[:1], gt[:1], m[:1]) < 0.05 * masked_l1(gen[:1], gt[:1], m[:1])  # the cast one is fixed
+
+
+def test_bad_kind_or_window_is_refused():
     with pytest.raises(ValueError, match="kind"):
         oracle_correction("gain")
-    with pytest.raises(ValueError, match="radius"):
-        oracle_correction("affine", 0)
+    for window in (0, 2.5, True):
+        with pytest.raises(ValueError, match="window"):
+            oracle_correction("affine", window)
 
 
 def _write(folder, name, gen, mask, gt, families):

@@ -15,7 +15,7 @@ repository root. What a rule may change, and nothing else:
 - ``make_shards --skip N`` skips 2 (the tiny folder has 4 photos);
 - ``learnability`` measures at steps 0 and 2 of a tiny model and keeps one ``--set`` (every set
   path maps to the one tiny set; ``--plot`` selected alone with ``-k`` first makes the curves it draws);
-  ``fit_probe`` runs 2 steps of a tiny model, measuring each;
+  ``fit_probe`` runs 2 steps of a tiny model, measuring each (with ``--set``, a positive ratio per family too);
 - ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
 - ``head_activity --refiner NAME=DIR`` reads the README's export of the tiny checkpoint for every DIR;
 - ``colour_bound`` scores its oracle rows on the tiny set (none may score above the input overall);
