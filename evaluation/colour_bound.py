@@ -27,7 +27,7 @@ import torch
 from kornia.filters import box_blur
 
 from evaluation.evaluate import quantized
-from evaluation.prior_sweep import format_table, sweep_table
+from evaluation.prior_sweep import format_table, scored, table_of
 from evaluation.sets import EvalInputError, load_set
 from pixperfect.metrics import masked_l1
 
@@ -82,21 +82,15 @@ def oracle_methods(windows: list[int], kinds=KINDS) -> dict:
     return methods
 
 
-def input_error_shares(records) -> dict[str, float]:
-    """Per family label, the share of the set's summed input masked L1 its samples hold. A sample
-    counts in every label it carries: with one artifact label per sample (``make_set``'s recipes)
-    the artifact families sum to 1, and the boundary labels to the share of the error in samples
-    that have a seam (``vae_full`` has none)."""
-    from evaluation.sets import families_of
-
-    per_label, total = {}, 0.0
-    for record in records:
-        d = record.decode()
-        err = float(masked_l1(d["x_gen"][None], d["x_gt"][None], d["mask"][None]))
-        total += err
-        for label in families_of(record):
-            per_label[label] = per_label.get(label, 0.0) + err
-    return {label: v / total if total > 0 else 0.0 for label, v in sorted(per_label.items())}
+def input_error_shares(results: dict, n: int) -> dict[str, float]:
+    """Per family label, the share of the set's summed input masked L1 its samples hold, from
+    ``evaluate``'s results on ``n`` samples (per family: its count times its mean). A sample counts
+    in every label it carries: with one artifact label per sample (``make_set``'s recipes) the
+    artifact families sum to 1, and the boundary labels to the share of the error in samples that
+    have a seam (``vae_full`` has none)."""
+    total = n * results["methods"]["input"]["masked_l1"]
+    return {label: (per["input"]["n"] * per["input"]["masked_l1"] / total if total > 0 else 0.0)
+            for label, per in sorted(results["families"].items())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         methods = {"input": lambda g, m, o, i: g, **oracle_methods(windows)}
         if args.output_bits is not None:  # every row rounded, the input (the denominator) included
             methods = {name: quantized(fn, args.output_bits) for name, fn in methods.items()}
-        table = sweep_table(records, methods)
-        shares = input_error_shares(records)
+        names, results = scored(records, methods)
+        table, shares = table_of(results, names), input_error_shares(results, len(records))
     except EvalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -82,21 +82,31 @@ def sweep(records, rings: list[int], shrinks: list[float], compensates: list[boo
     return sweep_table(records, methods)
 
 
-def sweep_table(records, methods: dict) -> dict[str, dict[str, float]]:
-    """Score ``methods`` (``evaluate`` methods; the ``input`` row, the identity unless given, goes first:
-    it is the denominator) and return {name: {"overall" | family: masked-L1 ratio (absolute masked
-    L1 where the input's is 0)}}."""
+def scored(records, methods: dict) -> tuple[list[str], dict]:
+    """Run ``evaluate`` on ``methods`` with the ``input`` row (the identity unless given) first, as
+    the denominator; returns (the other rows' names in order, ``evaluate``'s results)."""
     methods = {"input": methods.get("input", lambda g, m, o, i: g), **{k: v for k, v in methods.items() if k != "input"}}
     with torch.no_grad():
         results, _ = evaluate(records, methods, progress=False)
+    return list(methods)[1:], results
+
+
+def table_of(results: dict, names: list[str]) -> dict[str, dict[str, float]]:
+    """{name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}."""
     table = {}
-    for name in list(methods)[1:]:
+    for name in names:
         row = {"overall": results["methods"][name]["masked_l1_ratio"]}
         for fam, per in sorted(results["families"].items()):
             r = per[name]
             row[fam] = r["masked_l1_ratio"] if r["masked_l1_ratio"] is not None else r["masked_l1"]
         table[name] = row
     return table
+
+
+def sweep_table(records, methods: dict) -> dict[str, dict[str, float]]:
+    """Score ``methods`` (``evaluate`` methods, an ``input`` row first: see ``scored``) into a table."""
+    names, results = scored(records, methods)
+    return table_of(results, names)
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:

@@ -465,5 +465,7 @@ def test_readme_command_runs(command, rule, request):
         rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "variant" not in line]
         assert {r[1].strip() for r in rows} >= {"offset, one per image", "affine, one per image"}, proc.stdout
         assert all(0 <= float(r[2]) <= 1.0 for r in rows), proc.stdout
+        shares = proc.stdout.strip().splitlines()[-1]  # each family's share of the input's error, in %
+        assert shares.startswith("share of the input's masked L1 per family:") and "%" in shares, proc.stdout
     else:  # pragma: no cover - a rule without a runner
         pytest.fail(f"rule {rule} has no runner")
