@@ -19,6 +19,9 @@ repository root. What a rule may change, and nothing else:
 - ``data.demo OUT`` writes to a temporary folder (OUT maps to the tiny photo folder for ``make_set``);
 - ``head_activity --refiner NAME=DIR`` reads the README's export of the tiny checkpoint for every DIR;
 - ``colour_bound`` scores its oracle rows on the tiny set (none may score above the input overall);
+- ``data.presimulated`` writes 4 samples at 32² (no workers); ``slurm/table4_one_gpu.sh`` runs two of its
+  rows (``pixel d2x``) on the CPU: 8 presimulated samples, a tiny model, steps 0 and 1, the tiny set as
+  both held-out sets, then the pooling row;
 - ``make X`` runs ``make -n X`` (the target exists; it would install and run the whole suite);
 - PILOT's CLI drops ``[optional]`` synopsis groups and runs 4 steps on the random-weight pipeline;
 - benchmarks run for real.
@@ -147,6 +150,7 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^out_dir=outputs/eval/(\w+)$", lambda e: f"out_dir={e['tmp'] / 'eval_out' / '{0}'}"),
     (r"^outputs/learn/([\w.]+)$", lambda e: str(e["tmp"] / "out" / "learn" / "{0}")),
     (r"^input\.masks=COCO_MASKS$", lambda e: f"input.masks={e['tmp'] / 'coco_masks'}"),
+    (r"^outputs/presim_(\w+)$", lambda e: str(e["tmp"] / "out" / "presim_{0}")),
 ]
 
 
@@ -204,6 +208,8 @@ RULES = [
     ("prior_sweep", is_module("evaluation.prior_sweep"), (pytest.mark.slow,)),  # seam-offset variants, tiny set
     ("head_activity", is_module("evaluation.head_activity"), (pytest.mark.slow,)),  # an export's parts, tiny set
     ("colour_bound", is_module("evaluation.colour_bound"), (pytest.mark.slow,)),  # oracle colour fits, tiny set
+    ("presimulate", is_module("data.presimulated"), (pytest.mark.slow,)),  # 4 samples at 32²
+    ("table4_one_gpu", lambda a: "slurm/table4_one_gpu.sh" in a, (pytest.mark.slow,)),  # two rows, 1 step, CPU: ~2 min
 ]
 
 
@@ -467,5 +473,41 @@ def test_readme_command_runs(command, rule, request):
         assert all(0 <= float(r[2]) <= 1.0 for r in rows), proc.stdout
         shares = proc.stdout.strip().splitlines()[-1]  # each family's share of the input's error, in %
         assert shares.startswith("share of the input's masked L1 per family:") and "%" in shares, proc.stdout
+    elif rule == "presimulate":  # 4 samples at 32², no workers, into a fresh folder
+        out = Path(argv[3])
+        shutil.rmtree(out, ignore_errors=True)
+        argv[argv.index("--n") + 1] = "4"
+        argv += ["--workers", "0", "data.resolution=32", "data.batch_size=2", "data.val_images=1",
+                 "data.val_per_image=1"]
+        check(run(argv), command)
+        import numpy as np
+
+        meta = json.loads((out / "meta.json").read_text())
+        x_gen, x_gt = np.load(out / "x_gen.npy"), np.load(out / "x_gt.npy")
+        assert meta["n"] == 4 and x_gen.shape == (4, 3, 32, 32) and (x_gen != x_gt).any(), meta
+    elif rule == "table4_one_gpu":  # the README's environment, then two rows made small and run on the CPU
+        ensure_made(env, "make_set", command)
+        tiny_set = env["tmp"] / "eval_sets" / "tiny"
+        sim_set = env["tmp"] / "eval_sets" / "tiny_sim"  # the curve needs two folder names
+        if not sim_set.exists():
+            sim_set.symlink_to(tiny_set)
+        out = env["tmp"] / "out" / "table4"
+        shutil.rmtree(out, ignore_errors=True)
+        given = dict(t.split("=", 1) for t in argv[:argv.index("bash")])
+        assert Path(given["SHARDS"]).name == "cbsd68_skip20", given  # the folder README's make_shards writes
+        variables = {**given, "SHARDS": str(Path(env["train_pattern"]).parent), "OUT": str(out), "N": "8",
+                     "ROWS": "pixel d2x", "AT": "[0,1]", "MAX_TIME": "00:00:05:00", "BENCH": str(tiny_set),
+                     "SIM": str(sim_set),
+                     "EXTRA": "trainer.accelerator=cpu model=cmgan_tiny data.batch_size=2 data.pin_memory=false"}
+        proc = subprocess.run(["bash", "slurm/table4_one_gpu.sh"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+                                                "PYTHONPATH": str(ROOT), **variables,
+                                                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+        check(proc, command)
+        for name in ("pixel", "d2x"):
+            rows = [json.loads(line) for line in (out / "curves" / f"{name}.jsonl").read_text().splitlines()]
+            assert sorted({r["step"] for r in rows}) == [0, 1] and {r["set"] for r in rows} == {"tiny", "tiny_sim"}
+        table = (out / "eval" / "results.md").read_text()
+        assert "| d2x+pool8 |" in table and "| pixel |" in table, table
     else:  # pragma: no cover - a rule without a runner
         pytest.fail(f"rule {rule} has no runner")
