@@ -39,7 +39,8 @@ KEYS = (*IMAGE_KEYS, *MAP_KEYS, "vae")
 
 
 class SampleWriter:
-    """Appends collated batches to preallocated ``.npy`` memmaps in ``folder``; ``n`` samples in all."""
+    """Appends collated batches to preallocated ``.npy`` memmaps in ``folder``; ``n`` samples in all.
+    Memmaps, so a set larger than memory is written (and later read) a batch at a time."""
 
     def __init__(self, folder: str | Path, n: int, resolution: int):
         self.folder = Path(folder)
@@ -107,6 +108,9 @@ def load_arrays(folder: str | Path) -> dict[str, np.ndarray]:
     """The memmapped arrays of a presimulated folder, checked for completeness and agreement."""
     folder = Path(folder)
     missing = [k for k in KEYS if not (folder / f"{k}.npy").is_file()]
+    if not missing and not (folder.parent if folder.name == "val" else folder).joinpath("meta.json").is_file():
+        raise DataError(f"{folder} has no meta.json: its write did not finish (the arrays are preallocated, "
+                        "so an interrupted write leaves zeros); write it again into a new folder")
     if missing:
         raise DataError(f"{folder} is not a presimulated set (missing {', '.join(f'{k}.npy' for k in missing)}); "
                         "write one with python -m data.presimulated OUT --n N [train overrides]")
@@ -161,6 +165,7 @@ class EpochSampler(Sampler[int]):
 
 
 def identity(batch):
+    """The collate function: ``PresimulatedSet.__getitems__`` already returns a whole batch."""
     return batch
 
 
@@ -169,7 +174,7 @@ class PresimulatedDataModule(L.LightningDataModule):
 
     Args:
         path: the folder. Its ``val/`` subfolder, when present, is the validation set.
-        batch_size: *global* batch size; divided by the number of processes.
+        batch_size: samples per batch (one process: the module refuses DDP).
         epoch_length: samples per epoch (null: the whole set once).
         resolution: when set (an experiment sets it for live data), it must be the folder's.
         simulation, stream settings (``shuffle_buffer``, ``downscale``, …): ignored, so any experiment
@@ -185,6 +190,9 @@ class PresimulatedDataModule(L.LightningDataModule):
             raise DataError("data.path is not set: pass data.path=FOLDER written by python -m data.presimulated")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"data.batch_size must be an integer >= 1; got {batch_size!r}")
+        if epoch_length is not None and (isinstance(epoch_length, bool) or not isinstance(epoch_length, int)
+                                         or epoch_length < 1):
+            raise DataError(f"data.epoch_length must be an integer >= 1 or null (the whole folder); got {epoch_length!r}")
         self.path = Path(path)
         self.train_set = PresimulatedSet(self.path)  # fail now, not after the model is built
         self.val_set = PresimulatedSet(self.path / "val") if (self.path / "val").is_dir() else None
@@ -197,16 +205,17 @@ class PresimulatedDataModule(L.LightningDataModule):
         if stream_settings:
             log.info("data=presimulated ignores %s: they shaped the samples when %s was written",
                      ", ".join(sorted(stream_settings)), self.path)
-        self.batch_size = self.batch_size_per_device = batch_size
+        self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.sampler = EpochSampler(len(self.train_set), epoch_length, seed)
+        if len(self.sampler) < batch_size:  # drop_last would leave an epoch of no batch: an untrained export
+            raise DataError(f"an epoch of {len(self.sampler)} samples from {self.path} holds no whole batch of "
+                            f"data.batch_size={batch_size}; write more samples or lower the batch size")
 
     def setup(self, stage: str | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world != 0:
-            raise ValueError(f"data.batch_size={self.batch_size} (global) is not divisible by the {world} processes")
         if world > 1:
             raise DataError("data=presimulated is a single-process data module (one GPU per run); "
                             "use data=shards for DDP")
@@ -219,14 +228,14 @@ class PresimulatedDataModule(L.LightningDataModule):
         self.sampler.set_epoch(epoch)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size_per_device, sampler=self.sampler,
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler,
                           num_workers=self.num_workers, collate_fn=identity, pin_memory=self.pin_memory,
                           drop_last=True, persistent_workers=False)
 
     def val_dataloader(self):
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=self.val_batch_size or self.batch_size_per_device,
+        return DataLoader(self.val_set, batch_size=self.val_batch_size or self.batch_size,
                           shuffle=False, num_workers=0, collate_fn=identity)
 
 
@@ -240,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1:
         print(f"error: --n must be >= 1; got {args.n}", file=sys.stderr)
         return 2
-    if Path(args.out).exists() and any(Path(args.out).iterdir()):
-        print(f"error: {args.out} exists and is not empty; choose a new folder (nothing already written is "
+    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        print(f"error: {args.out} exists (a file, or a folder that is not empty); choose a new folder (nothing already written is "
               "overwritten)", file=sys.stderr)
         return 2
 

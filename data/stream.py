@@ -305,8 +305,12 @@ class ShardStream(IterableDataset):
                 if position == start:
                     counter.take()
                 continue
+            # Read once per epoch, a sample's seed needs no worker: the same samples whatever the worker
+            # count. Resampled, every worker (and rank) reads every shard: without its place in the seed,
+            # the v-th visit of a photo would be the same crop and artifacts in every worker.
+            place = (rank, worker) if self.resampled else ()
             try:
-                out = self.processor(raw, sample_seed(self.seed, self.epoch, key, visits[key]))
+                out = self.processor(raw, sample_seed(self.seed, self.epoch, *place, key, visits[key]))
             except (CorruptSample, ValueError, OSError) as exc:
                 counter.skip(f"{raw.get('__url__', '?')}:{key}: {exc}")
                 continue

@@ -8,8 +8,10 @@ separates them over the region those tables score (the mask dilated as ``pixperf
 dilates it), per family: Δ's mean and largest magnitude in 8-bit steps, the share of values where
 |Δ| reaches half a step, the share of values whose 8-bit rounding Δ changes (against
 ``clamp(x + (1 + g)·offset)``: what Δ does to a saved image), the mean gain 1 + g over the mask and
-its spread between images, and the prior's mean magnitude. A head that changes almost no 8-bit
-value is, in the files the refiner writes, its prior with a gain (README, "What the head adds").
+its spread between images, the prior's mean magnitude, and Δ's signed mean per channel with the
+spread of each image's signed mean between images. A head that changes almost no 8-bit value is, in
+the files the refiner writes, its prior with a gain (README, "What the head adds"); one whose signed
+Δ is the same on every image and family applies one learned colour shift to every edit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pixperfect.models.refiner import RefinerParts
 
 STEP = 1.0 / 255.0  # one 8-bit step
 COLUMNS = ("n", "mean \\|Δ\\|", "max \\|Δ\\|", "\\|Δ\\| ≥ ½ step", "8-bit values Δ changes", "gain", "gain sd (images)",
-           "mean \\|offset\\|")
+           "mean \\|offset\\|", "signed Δ R/G/B", "signed Δ sd (images)")
 _SUMS = ("delta_sum", "visible", "flipped", "values", "offset_sum")
 
 
@@ -53,6 +55,7 @@ def sample_activity(model, x: torch.Tensor, mask: torch.Tensor) -> list[dict[str
         pixels = float(r.sum())
         row = {"delta_sum": float((delta[j].abs() * r).sum()), "visible": float(((delta[j].abs() >= 0.5 * STEP) * r).sum()),
                "flipped": float((flipped[j] * r).sum()), "values": 3.0 * pixels,
+               "signed": [float(v) for v in (delta[j] * r).sum(dim=(1, 2))],
                "delta_max": float((delta[j].abs() * r).max()) if pixels else 0.0, "gain": None, "offset_sum": None}
         if parts.scale is not None and float(m.sum()) > 0:
             row["gain"] = float((parts.scale[j].double() * m).sum() / m.sum())
@@ -66,7 +69,9 @@ def head_activity(model, records: list[Record], batch_size: int = 8) -> dict[str
     """{"all" | family: {"n", "mean_delta", "max_delta" (8-bit steps), "visible" (share of values with
     |Δ| ≥ ½ step), "flipped" (share of values whose 8-bit rounding Δ changes), "gain" (mean over images
     of the mean 1 + g over the mask), "gain_sd" (its standard deviation between images; both None
-    without ``seam_gain``), "mean_offset" (8-bit steps; None without ``seam_prior``)}} for a model with
+    without ``seam_gain``), "mean_offset" (8-bit steps; None without ``seam_prior``), "signed" (Δ's
+    signed mean per channel, 8-bit steps), "signed_sd" (the standard deviation between images of each
+    image's signed mean over its channels, 8-bit steps)}} for a model with
     ``forward_parts`` (``CMGANRefiner``), over the scored region."""
     if not callable(getattr(model, "forward_parts", None)):
         raise EvalInputError(f"{type(model).__name__} has no forward_parts: only a refiner that returns its parts "
@@ -85,13 +90,18 @@ def head_activity(model, records: list[Record], batch_size: int = 8) -> dict[str
         total = {k: sum(r[k] or 0.0 for r in rows) for k in _SUMS}
         values = max(total["values"], 1.0)
         gains = torch.tensor([r["gain"] for r in rows if r["gain"] is not None], dtype=torch.float64)
+        signed = torch.tensor([r["signed"] for r in rows], dtype=torch.float64)  # images × 3, sums
+        per_pixel = torch.tensor([r["values"] / 3.0 for r in rows], dtype=torch.float64)
+        image_means = signed.sum(dim=1) / (3.0 * per_pixel).clamp_min(1.0) / STEP
         table[fam] = {"n": len(rows), "mean_delta": total["delta_sum"] / values / STEP,
                       "max_delta": max(r["delta_max"] for r in rows) / STEP,
                       "visible": total["visible"] / values, "flipped": total["flipped"] / values,
                       "gain": float(gains.mean()) if len(gains) else None,
                       "gain_sd": float(gains.std(unbiased=False)) if len(gains) else None,
                       "mean_offset": (total["offset_sum"] / values / STEP
-                                      if any(r["offset_sum"] is not None for r in rows) else None)}
+                                      if any(r["offset_sum"] is not None for r in rows) else None),
+                      "signed": [float(v) for v in signed.sum(dim=0) / max(float(per_pixel.sum()), 1.0) / STEP],
+                      "signed_sd": float(image_means.std(unbiased=False))}
     return table
 
 
@@ -103,7 +113,8 @@ def format_table(name: str, table: dict[str, dict[str, float | None]]) -> str:
     for fam, r in table.items():
         lines.append(f"| {fam} | {r['n']} | {r['mean_delta']:.3f} | {r['max_delta']:.3f} | {r['visible']:.5f} | "
                      f"{r['flipped']:.5f} | {cell(r['gain'], '.3f')} | {cell(r['gain_sd'], '.4f')} | "
-                     f"{cell(r['mean_offset'], '.3f')} |")
+                     f"{cell(r['mean_offset'], '.3f')} | {'/'.join(f'{v:+.2f}' for v in r['signed'])} | "
+                     f"{r['signed_sd']:.3f} |")
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@
 #SBATCH --cpus-per-task=16
 #SBATCH --time=00:30:00
 # Table 4 (the discriminative space's degree, per-channel or cross-channel) on ONE GPU, in minutes:
-#   1. the training samples are simulated once (data.presimulated: learn_gpu's simulation of the shards),
+#   1. the training samples are simulated once (data.presimulated: learn_gpu's simulation of the shards'
+#      first shard; float16, ~260 kB per 128² sample: N=48000 is ~12.6 GB on disk),
 #   2. every row trains concurrently on those very samples (experiment=learn_gpu data=presimulated +
 #      the row's one change), scored on the held-out sets at the same steps (BenchmarkCurve),
 #   3. every row's export is evaluated on the benchmark with and without pool=8 (the pooling row).
@@ -36,10 +37,15 @@ declare -A ROW=(
   [d6x]="$SPACE loss.spaces.disc.space.degree=6 loss.spaces.disc.space.cross_channel=true"
   [d10x]="$SPACE loss.spaces.disc.space.degree=10 loss.spaces.disc.space.cross_channel=true"
 )
-NAMES=(${ROWS:-pixel d2 d6 d10 d2x d6x d10x})
+read -ra NAMES <<< "${ROWS:-pixel d2 d6 d10 d2x d6x d10x}"
 for name in "${NAMES[@]}"; do
   [[ -v "ROW[$name]" ]] || { echo "unknown row $name (rows: ${!ROW[*]})" >&2; exit 2; }
+  # a row folder from an earlier run would be resumed (its checkpoint, its spent max_time) and its curve appended to
+  [ ! -e "$OUT/$name" ] || { echo "$OUT/$name exists from an earlier run: choose a new OUT (or remove it)" >&2; exit 2; }
 done
+if [ -f "$OUT/samples/meta.json" ] && ! grep -q "\"n\": $N," "$OUT/samples/meta.json"; then
+  echo "$OUT/samples holds another sample count than N=$N: choose a new OUT (or N as written)" >&2; exit 2
+fi
 
 mkdir -p "$OUT/curves"
 if [ ! -f "$OUT/samples/meta.json" ]; then
@@ -65,7 +71,9 @@ for i in "${!pids[@]}"; do
 done
 
 echo "== the pooling row: every export on $BENCH, plain and pool=8"
-refiners=$(for name in "${NAMES[@]}"; do [ -f "$OUT/$name/refiner/config.json" ] && printf '%s: %s, ' "$name" "$OUT/$name/refiner"; done)
+refiners=$(for name in "${NAMES[@]}"; do
+  if [ -f "$OUT/$name/refiner/config.json" ]; then printf '%s: %s, ' "$name" "$OUT/$name/refiner"; fi
+done)
 if [ -n "$refiners" ]; then
   python -m evaluation.evaluate "set=$BENCH" pool=8 "out_dir=$OUT/eval" "refiners={${refiners%, }}"
   python -m evaluation.learnability --plot "$OUT"/curves/*.jsonl --png "$OUT/curves.png"

@@ -100,6 +100,18 @@ def test_no_sample_seen_twice_in_an_epoch_across_two_workers(tmp_path, processor
     assert sorted(keys) == sorted(f"s{j}_{i}" for j in range(4) for i in range(5))
 
 
+def test_resampled_workers_draw_distinct_samples(tmp_path, processor):
+    """Resampled, every worker reads the whole shard: each worker's v-th visit of a photo must still
+    be its own crop and artifacts (a seed without the worker made them copies, 1 distinct in N workers)."""
+    shard = write_shard(tmp_path / "one.tar", [{"__key__": f"k{i}", "png": png_bytes(i, size=(64, 80))} for i in range(3)])
+    stream = ShardStream([shard], processor, resampled=True, epoch_length=24, shuffle_buffer=0, seed=1)
+    loader = DataLoader(stream, batch_size=4, num_workers=2, collate_fn=collate)
+    samples = [x for batch in loader for x in batch["x_gen"]]
+    assert len(samples) == 24
+    distinct = {tuple(x.flatten()[::97].tolist()) for x in samples}
+    assert len(distinct) == 24
+
+
 def test_samples_are_deterministic_per_seed(tmp_path, processor):
     raw = {"__key__": "k", "png": png_bytes(1, size=(64, 80))}
     a, b = processor(raw, seed=5), processor(raw, seed=5)

@@ -63,7 +63,7 @@ def test_each_family_row_equals_a_direct_computation_over_its_samples(small_set)
         chosen = [r.decode() for r in small_set if fam == "all" or fam in families_of(r)]
         assert table[fam]["n"] == len(chosen)
         d_sum = o_sum = values = flips = seen = 0.0
-        d_max, gains = 0.0, []
+        d_max, gains, signed, image_means = 0.0, [], torch.zeros(3, dtype=torch.float64), []
         for d in chosen:
             x, m = d["x_gen"].double()[None], d["mask"][None]
             region = edit_region(m).double()
@@ -77,6 +77,8 @@ def test_each_family_row_equals_a_direct_computation_over_its_samples(small_set)
             flips += float(((before * 255).round() != (after * 255).round()).double().mul(region).sum())
             values += 3 * float(region.sum())
             gains.append(gain)
+            signed += (delta * region).sum(dim=(0, 2, 3))
+            image_means.append(float((delta * region).sum() / (3 * region.sum())) * 255)
         row = table[fam]
         assert row["mean_delta"] == pytest.approx(d_sum / values * 255, rel=1e-5), fam
         assert row["max_delta"] == pytest.approx(d_max * 255, rel=1e-5), fam
@@ -86,6 +88,9 @@ def test_each_family_row_equals_a_direct_computation_over_its_samples(small_set)
         g = torch.tensor(gains, dtype=torch.float64)
         assert row["gain"] == pytest.approx(float(g.mean()), rel=1e-6) and row["gain_sd"] == pytest.approx(
             float(g.std(unbiased=False)), rel=1e-6, abs=1e-12), fam
+        assert row["signed"] == pytest.approx((signed / (values / 3) * 255).tolist(), rel=1e-6), fam
+        assert row["signed_sd"] == pytest.approx(float(torch.tensor(image_means).std(unbiased=False)), rel=1e-6,
+                                                 abs=1e-12), fam
     assert table["all"]["gain_sd"] > 0  # images differ: so does the gain, and the spread shows it
     assert 0 < table["all"]["visible"] < 1  # Δ = 0.004·x crosses half a step (x > 0.49) in part of the region
 
@@ -114,6 +119,8 @@ def test_a_constant_head_is_read_in_8_bit_steps_and_counted_visible_from_half_a_
         assert row["max_delta"] == pytest.approx(steps, rel=1e-5), fam
         assert row["visible"] == visible, fam
         assert row["gain"] == pytest.approx(1.25, rel=1e-6), fam
+        assert row["signed"] == pytest.approx([steps] * 3, rel=1e-5), fam  # one shift for every image:
+        assert row["signed_sd"] == pytest.approx(0.0, abs=1e-9), fam       # no spread between them
         if steps < 0.5:  # under half a step Δ flips a rounding only where the prior left a value near a half step
             assert row["flipped"] < steps + 0.05, fam
 
@@ -122,6 +129,7 @@ def test_without_a_prior_gain_and_offset_are_absent_and_a_whole_step_flips_every
     row = head_activity(_refiner(delta=-1.0 / 255), small_set)["all"]
     assert row["gain"] is None and row["gain_sd"] is None and row["mean_offset"] is None
     assert row["mean_delta"] == pytest.approx(1.0, rel=1e-5) and row["visible"] == 1.0
+    assert row["signed"] == pytest.approx([-1.0] * 3, rel=1e-5)  # the sign is kept
     assert 0.95 < row["flipped"] <= 1.0  # every 8-bit value moves down one step, but those already at 0
 
 

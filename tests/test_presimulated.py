@@ -71,6 +71,7 @@ def test_batches_follow_the_sampler_and_the_data_module_checks_the_folder(writte
                                 shuffle_buffer=64)  # a live-data setting: accepted, ignored
     dm.set_epoch(2)
     order = list(dm.sampler)
+    assert order[:4] != sorted(order[:4]) or order[4:] != sorted(order[4:])  # the reordering is exercised
     batches = list(dm.train_dataloader())
     assert [b["x_gen"].shape for b in batches] == [torch.Size([4, 3, 32, 32])] * 2
     arrays = load_arrays(folder)
@@ -82,6 +83,13 @@ def test_batches_follow_the_sampler_and_the_data_module_checks_the_folder(writte
         PresimulatedDataModule(str(folder), resolution=64)
     with pytest.raises(DataError, match="not a presimulated set"):
         PresimulatedDataModule(str(folder / "nothing"))
+    with pytest.raises(DataError, match="holds no whole batch"):
+        PresimulatedDataModule(str(folder), batch_size=16)
+    with pytest.raises(DataError, match="data.epoch_length must be"):
+        PresimulatedDataModule(str(folder), epoch_length=0)
+    (folder / "meta.json").unlink()  # what an interrupted write leaves: preallocated arrays, no meta.json
+    with pytest.raises(DataError, match="write did not finish"):
+        PresimulatedDataModule(str(folder))
 
 
 def test_epoch_sampler_is_a_seeded_permutation_per_epoch():
@@ -107,7 +115,7 @@ def test_train_py_trains_on_a_presimulated_folder(written, compose_cfg, tmp_path
 
 def test_cli_refuses_to_overwrite_and_bad_counts(written, tmp_path):
     folder, _ = written
-    for args, message in (([str(folder), "--n", "4"], "exists and is not empty"),
+    for args, message in (([str(folder), "--n", "4"], "exists (a file, or a folder that is not empty)"),
                           ([str(tmp_path / "new"), "--n", "0"], "--n must be >= 1"),
                           ([str(tmp_path / "new"), "--n", "4", "data=presimulated"], "name the data")):
         out = subprocess.run([sys.executable, "-m", "data.presimulated", *args], cwd=ROOT, capture_output=True,
