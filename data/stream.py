@@ -282,7 +282,7 @@ class ShardStream(IterableDataset):
                 return
 
     def __iter__(self):
-        rank, _, worker, num_workers = wds.utils.pytorch_worker_info()
+        rank, world, worker, num_workers = wds.utils.pytorch_worker_info()
         counter = SkipCounter()
         samples = self._tar_samples(self._shards(rank, worker), counter)
         if self.shuffle_buffer > 1:
@@ -307,8 +307,9 @@ class ShardStream(IterableDataset):
                 continue
             # Read once per epoch, a sample's seed needs no worker: the same samples whatever the worker
             # count. Resampled, every worker (and rank) reads every shard: without its place in the seed,
-            # the v-th visit of a photo would be the same crop and artifacts in every worker.
-            place = (rank, worker) if self.resampled else ()
+            # the v-th visit of a photo would be the same crop and artifacts in every worker. (One reader
+            # alone keeps the seeds it always had, so single-worker figures reproduce as before.)
+            place = (rank, worker) if self.resampled and (world > 1 or num_workers > 1) else ()
             try:
                 out = self.processor(raw, sample_seed(self.seed, self.epoch, *place, key, visits[key]))
             except (CorruptSample, ValueError, OSError) as exc:
