@@ -9,7 +9,7 @@ its own samples on the CPU, which on one GPU host is the bottleneck (~750 sample
 very same samples, as fast as the GPU allows; the file's pages are shared by every run on the host.
 
 The folder holds one ``.npy`` per key (``x_gt``, ``x_gen`` float16 N×3×H×W, ``mask``, ``alpha`` float16
-N×1×H×W, ``vae`` bool N), optionally ``val/`` (the run's fixed validation set, same layout) and
+N×1×H×W, ``vae`` and ``cast`` bool N), optionally ``val/`` (the run's fixed validation set, same layout) and
 ``meta.json`` (count, resolution, the train overrides and the resolved simulation config). float16
 keeps ~0.1 of an 8-bit step, so a cast of a few steps is stored as simulated.
 """
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("x_gt", "x_gen")
 MAP_KEYS = ("mask", "alpha")
-KEYS = (*IMAGE_KEYS, *MAP_KEYS, "vae")
+FLAG_KEYS = ("vae", "cast")  # per sample: a VAE round trip is due on the device; a colour cast was simulated
+KEYS = (*IMAGE_KEYS, *MAP_KEYS, *FLAG_KEYS)
 
 
 class SampleWriter:
@@ -47,9 +48,9 @@ class SampleWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.n, self.filled = n, 0
         shapes = {**{k: (n, 3, resolution, resolution) for k in IMAGE_KEYS},
-                  **{k: (n, 1, resolution, resolution) for k in MAP_KEYS}, "vae": (n,)}
+                  **{k: (n, 1, resolution, resolution) for k in MAP_KEYS}, **{k: (n,) for k in FLAG_KEYS}}
         self.arrays = {k: np.lib.format.open_memmap(self.folder / f"{k}.npy", mode="w+",
-                                                    dtype=np.bool_ if k == "vae" else np.float16, shape=s)
+                                                    dtype=np.bool_ if k in FLAG_KEYS else np.float16, shape=s)
                        for k, s in shapes.items()}
 
     def add(self, batch: dict) -> int:
@@ -59,7 +60,7 @@ class SampleWriter:
             value = batch.get(k)
             if value is None and k == "alpha":
                 value = batch["mask"]  # hard paste-back: the blend map is the mask
-            if value is None and k == "vae":
+            if value is None and k in FLAG_KEYS:
                 value = torch.zeros(take, dtype=torch.bool)
             array[self.filled:self.filled + take] = torch.as_tensor(value[:take]).numpy().astype(array.dtype)
         self.filled += take
@@ -138,7 +139,7 @@ class PresimulatedSet(Dataset):
         batch = {}
         for k, array in self.arrays.items():
             value = torch.from_numpy(np.ascontiguousarray(array[idx]))[inverse]
-            batch[k] = value if k == "vae" else value.float()
+            batch[k] = value if k in FLAG_KEYS else value.float()
         return batch
 
     def __getitem__(self, i: int) -> dict:

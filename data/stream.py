@@ -117,6 +117,7 @@ class SampleProcessor:
         sample, image, mask, g = self.prepare(raw, seed, random_crop)
         out = self.simulation(image, generator=g, mask=mask)
         result = {k: out[k] for k in ("x_gt", "x_gen", "mask", "alpha", "vae")}
+        result["cast"] = torch.tensor("color_shift" in out.get("applied", ()))  # the label a cast gate learns
         result["key"] = sample["key"]
         for k in OPTIONAL_KEYS:  # per sample: ``collate`` fills the gaps with None
             if k in sample:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", default=None,
                         help="measure on this evaluation set (evaluation.make_set; one image size) instead of the "
                              "config's validation set: the same yardstick for runs whose simulations differ")
+    parser.add_argument("--gate-weight", type=float, default=0.0,
+                        help="with model.refiner.cast_gate=true: weight of the gate's binary cross-entropy against "
+                             "the simulation's label 'this edit has a colour cast' (0: the gate learns from L1 alone)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.py (experiment=demo by default)")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     if args.steps < 1 or args.every < 1:
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if seam_scale is not None and not seam_scale.weight > 0:
         seam_scale = None
+    if args.gate_weight > 0 and getattr(refiner, "cast_gate", None) is None:
+        print("error: --gate-weight supervises the cast gate; the refiner needs model.refiner.cast_gate=true",
+              file=sys.stderr)
+        return 2
     opt = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     if args.overfit:  # the one fixed batch is both what we train on and what we measure
         fixed = next(iter(datamodule.train_dataloader()))
@@ -126,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         out = {"masked_l1_ratio": round(per_sample.mean().item() / base, 4)}
         if families is not None:  # the same ratio within each family of the set (clean ones have no ratio)
             out["families"] = family_ratios(per_sample, input_l1, families)
+        if parts.gate_logit is not None:  # the cast gate's mean opening, over all and per family
+            gate = torch.sigmoid(parts.gate_logit.flatten())
+            out["gate"] = round(gate.mean().item(), 4)
+            if families is not None:
+                out["gate_families"] = {name: round(gate[[i for i, f in enumerate(families) if name in f]].mean().item(), 4)
+                                        for name in sorted({f for fams in families for f in fams})}
         if parts.scale is not None:  # the seam prior's scale over the edits (1 = untrained)
             m = measure["mask"]
             per_image = (parts.scale * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1)
@@ -148,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             if seam_scale is not None:
                 loss = loss + seam_scale(parts.scale, parts.offset, batch["x_gen"], batch["x_gt"], batch["mask"],
                                          parts.delta)[0]
+            if args.gate_weight > 0:
+                loss = loss + args.gate_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                    parts.gate_logit.flatten(), batch["cast"].float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), float(cfg.module.grad_clip or 0) or float("inf"))

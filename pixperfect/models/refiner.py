@@ -72,6 +72,7 @@ class RefinerParts(NamedTuple):
     offset: torch.Tensor | None
     scale: torch.Tensor | None
     delta: torch.Tensor
+    gate_logit: torch.Tensor | None = None  # N×1, with ``cast_gate``: the logit of "this edit has a colour cast"
 
 
 class CMGANRefiner(nn.Module, PretrainedMixin):
@@ -129,6 +130,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         seam_gain: bool = True,
         seam_gap: float = 0.0,
         seam_shrinkage: str = "james_stein",
+        cast_gate: bool = False,
     ):
         super().__init__()
         if output not in ("residual", "affine"):
@@ -174,6 +176,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             self.global_affine = nn.Linear(style_dim, 12)
             nn.init.zeros_(self.global_affine.weight)
             nn.init.zeros_(self.global_affine.bias)
+        # "where": one sigmoid per image on the head's correction Δ (not on the prior), which a loss can
+        # supervise with the simulation's label "this edit has a colour cast" (README "Where not to correct")
+        self.cast_gate = nn.Linear(style_dim, 1) if cast_gate else None
 
     @classmethod
     def upgrade_config(cls, config: dict) -> dict:
@@ -240,7 +245,11 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             delta = delta + m.to(image.dtype) * edit
         else:
             delta = 0.5 * head  # network works in [-1, 1]; the residual is in [0, 1] units
+        gate_logit = None
+        if self.cast_gate is not None:
+            gate_logit = self.cast_gate(style).to(image.dtype)  # N×1
+            delta = torch.sigmoid(gate_logit)[:, :, None, None] * delta
         out = (image + prior + delta).clamp(0.0, 1.0)
         crop = lambda t: None if t is None else t[..., pad[2] : pad[2] + h0, pad[0] : pad[0] + w0]  # noqa: E731
         offset = offset.to(image.dtype) if self.seam_prior else None
-        return RefinerParts(crop(out), crop(offset), crop(scale), crop(delta))
+        return RefinerParts(crop(out), crop(offset), crop(scale), crop(delta), gate_logit)
