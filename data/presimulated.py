@@ -105,17 +105,20 @@ def write(folder: str | Path, datamodule, n: int, meta: dict | None = None) -> d
     return info
 
 
-def load_arrays(folder: str | Path) -> dict[str, np.ndarray]:
-    """The memmapped arrays of a presimulated folder, checked for completeness and agreement."""
+def load_arrays(folder: str | Path, meta_folder: str | Path | None = None) -> dict[str, np.ndarray]:
+    """The memmapped arrays of a presimulated folder (its ``meta.json`` is in ``meta_folder``, default the
+    folder itself), checked for completeness and agreement. A folder written before the ``cast`` label
+    existed reads as "no cast" everywhere."""
     folder = Path(folder)
-    missing = [k for k in KEYS if not (folder / f"{k}.npy").is_file()]
-    if not missing and not (folder.parent if folder.name == "val" else folder).joinpath("meta.json").is_file():
+    missing = [k for k in KEYS if not (folder / f"{k}.npy").is_file() and k != "cast"]
+    if not missing and not Path(meta_folder or folder).joinpath("meta.json").is_file():
         raise DataError(f"{folder} has no meta.json: its write did not finish (the arrays are preallocated, "
                         "so an interrupted write leaves zeros); write it again into a new folder")
     if missing:
         raise DataError(f"{folder} is not a presimulated set (missing {', '.join(f'{k}.npy' for k in missing)}); "
                         "write one with python -m data.presimulated OUT --n N [train overrides]")
-    arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in KEYS}
+    arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in KEYS if (folder / f"{k}.npy").is_file()}
+    arrays.setdefault("cast", np.zeros(arrays["vae"].shape[0], dtype=np.bool_))
     sizes = {k: a.shape[0] for k, a in arrays.items()}
     if len(set(sizes.values())) != 1:
         raise DataError(f"{folder}: the arrays hold different sample counts {sizes}; rewrite the set")
@@ -125,9 +128,9 @@ def load_arrays(folder: str | Path) -> dict[str, np.ndarray]:
 class PresimulatedSet(Dataset):
     """Samples of a presimulated folder as float32 tensors, read a batch at a time (``__getitems__``)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, meta_folder: str | Path | None = None):
         self.folder = Path(folder)
-        self.arrays = load_arrays(folder)
+        self.arrays = load_arrays(folder, meta_folder)
 
     def __len__(self) -> int:
         return int(self.arrays["vae"].shape[0])
@@ -196,7 +199,7 @@ class PresimulatedDataModule(L.LightningDataModule):
             raise DataError(f"data.epoch_length must be an integer >= 1 or null (the whole folder); got {epoch_length!r}")
         self.path = Path(path)
         self.train_set = PresimulatedSet(self.path)  # fail now, not after the model is built
-        self.val_set = PresimulatedSet(self.path / "val") if (self.path / "val").is_dir() else None
+        self.val_set = PresimulatedSet(self.path / "val", self.path) if (self.path / "val").is_dir() else None
         meta = self.path / "meta.json"
         self.meta = json.loads(meta.read_text()) if meta.is_file() else {}
         side = int(self.train_set.arrays["x_gen"].shape[-1])

@@ -220,7 +220,8 @@ class ShardStream(IterableDataset):
     worker's stream (``_worker``, ``_position``, ``_produced``). Fed back through ``resume_from``,
     those places make the next ``__iter__`` continue the epoch exactly where it stopped: the
     shard order and shuffle buffer are replayed without decoding, and every sample's seed depends
-    only on (seed, epoch, key, visit), so the samples after the resume point are bit-identical.
+    only on (seed, epoch, key, visit), plus (rank, worker) for resampled data with more than one
+    reader, so the samples after the resume point are bit-identical.
     """
 
     def __init__(self, urls, processor: SampleProcessor, resampled: bool = False, shuffle_buffer: int = 1000,

@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if seam_scale is not None and not seam_scale.weight > 0:
         seam_scale = None
+    if args.gate_weight < 0:
+        print(f"error: --gate-weight must be >= 0; got {args.gate_weight}", file=sys.stderr)
+        return 2
     if args.gate_weight > 0 and getattr(refiner, "cast_gate", None) is None:
         print("error: --gate-weight supervises the cast gate; the refiner needs model.refiner.cast_gate=true",
               file=sys.stderr)

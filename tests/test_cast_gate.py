@@ -1,6 +1,8 @@
 """The cast gate (``model.refiner.cast_gate``): a per-image sigmoid on the head's correction Δ, and the
 simulation's label it can be supervised with ("this edit has a colour cast")."""
 
+import json
+
 import pytest
 import torch
 
@@ -42,6 +44,20 @@ def test_a_closed_gate_leaves_the_prior_and_an_open_one_the_whole_correction():
     assert torch.allclose(half.delta, 0.5 * opened.delta, atol=1e-7)  # σ(0) = ½ of the same correction
 
 
+def test_each_image_gets_its_own_gate():
+    torch.manual_seed(2)
+    x, mask = torch.rand(3, 3, 32, 32), torch.zeros(3, 1, 32, 32)
+    mask[..., 4:20, 10:30] = 1
+    gated, opened = _refiner(0.0), _refiner(60.0)
+    torch.nn.init.normal_(gated.cast_gate.weight, std=10.0)  # the logit now depends on the image
+    with torch.no_grad():
+        parts, full = gated.forward_parts(x, mask), opened.forward_parts(x, mask)
+    logits = parts.gate_logit.flatten()
+    assert logits.std() > 0.2  # the images differ, and so do their gates
+    for i in range(3):
+        assert torch.allclose(parts.delta[i], torch.sigmoid(logits[i]) * full.delta[i], atol=1e-6)
+
+
 def test_the_gate_survives_export_and_old_exports_have_none(tmp_path):
     refiner = _refiner(0.3)
     refiner.save_pretrained(tmp_path / "gate")
@@ -50,6 +66,9 @@ def test_the_gate_survives_export_and_old_exports_have_none(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.forward_parts(x, mask).gate_logit, refiner.forward_parts(x, mask).gate_logit)
     CMGANRefiner(**TINY).save_pretrained(tmp_path / "plain")
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    del config["cast_gate"]  # an export from before the option existed
+    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
     plain = CMGANRefiner.from_pretrained(tmp_path / "plain")
     assert plain.cast_gate is None and plain.forward_parts(x, mask).gate_logit is None
 
@@ -59,3 +78,5 @@ def test_fit_probe_refuses_a_gate_weight_without_a_gate(capsys):
 
     assert main(["--steps", "1", "--gate-weight", "1", "model=cmgan_tiny", "data.resolution=32"]) == 2
     assert "model.refiner.cast_gate=true" in capsys.readouterr().err
+    assert main(["--steps", "1", "--gate-weight", "-1", "model=cmgan_tiny", "data.resolution=32"]) == 2
+    assert "--gate-weight must be >= 0" in capsys.readouterr().err

@@ -112,6 +112,24 @@ def test_resampled_workers_draw_distinct_samples(tmp_path, processor):
     assert len(distinct) == 24
 
 
+def test_a_single_reader_keeps_the_seeds_it_always_had(tmp_path, processor):
+    """One reader has nobody to duplicate: its samples are seeded by (seed, epoch, key, visit) alone, so
+    figures measured with one worker before the per-worker seeds still reproduce."""
+    from data.stream import sample_seed
+
+    raws = [{"__key__": f"k{i}", "png": png_bytes(i, size=(64, 80))} for i in range(2)]
+    shard = write_shard(tmp_path / "one.tar", raws)
+    stream = ShardStream([shard], processor, resampled=True, epoch_length=4, shuffle_buffer=0, seed=3)
+    visits: dict = {}
+    for out in stream:
+        key = out["key"]
+        visits[key] = visits.get(key, 0) + 1
+        raw = next(r for r in raws if r["__key__"] == key)
+        expected = processor(dict(raw), sample_seed(3, 0, key, visits[key]))
+        assert torch.equal(out["x_gen"], expected["x_gen"])
+    assert sum(visits.values()) == 4
+
+
 def test_samples_are_deterministic_per_seed(tmp_path, processor):
     raw = {"__key__": "k", "png": png_bytes(1, size=(64, 80))}
     a, b = processor(raw, seed=5), processor(raw, seed=5)

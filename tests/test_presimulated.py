@@ -63,7 +63,7 @@ def test_written_samples_are_the_simulated_ones(written, compose_cfg, shards):
         assert torch.equal(torch.from_numpy(np.asarray(arrays[k])).float(), expected), k
     assert (arrays["x_gen"] != arrays["x_gt"]).any()  # artifacts were simulated, not a copy
     assert np.array_equal(arrays["cast"], torch.cat([b for b in drawn["cast"]])[:10].numpy())
-    val = load_arrays(folder / "val")
+    val = load_arrays(folder / "val", folder)
     assert torch.equal(torch.from_numpy(np.asarray(val["x_gen"])).float(),
                        torch.stack([s["x_gen"] for s in dm.val_set.samples]).half().float())
 
