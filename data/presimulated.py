@@ -150,22 +150,26 @@ class PresimulatedSet(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, repeated or cut to ``length`` samples (the whole set when None)."""
+    """A seeded permutation per epoch, repeated or cut to ``length`` samples (the whole set when None).
+    ``skip``: samples of the epoch already consumed before a resume; iterations of that epoch start after
+    them (the next epoch starts from its beginning)."""
 
     def __init__(self, size: int, length: int | None = None, seed: int = 0):
-        self.size, self.length, self.seed, self.epoch = size, length or size, seed, 0
+        self.size, self.length, self.seed, self.epoch, self.skip = size, length or size, seed, 0, 0
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return self.length - self.skip
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         rounds = -(-self.length // self.size)
         order = torch.cat([torch.randperm(self.size, generator=g) for _ in range(rounds)])[:self.length]
-        return iter(order.tolist())
+        return iter(order[self.skip:].tolist())  # the skip holds for this epoch (however often it is iterated)
 
 
 def identity(batch):
@@ -214,6 +218,8 @@ class PresimulatedDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.sampler = EpochSampler(len(self.train_set), epoch_length, seed)
+        self.consumed: tuple[int, int] = (0, 0)  # (epoch, batches of it the model consumed)
+        self.resume: tuple[int, int] | None = None
         if len(self.sampler) < batch_size:  # drop_last would leave an epoch of no batch: an untrained export
             raise DataError(f"an epoch of {len(self.sampler)} samples from {self.path} holds no whole batch of "
                             f"data.batch_size={batch_size}; write more samples or lower the batch size")
@@ -231,7 +237,32 @@ class PresimulatedDataModule(L.LightningDataModule):
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
+    # ------------------------------------------------------------ exact resume
+    # Where training stands: the epoch and the batches of it the model consumed (the loader runs ahead,
+    # so they are counted as they reach the model). Saved in checkpoints; a resumed run skips them.
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if trainer is None or trainer.training:
+            epoch = trainer.current_epoch if trainer is not None else self.sampler.epoch
+            self.consumed = (epoch, self.consumed[1] + 1 if self.consumed[0] == epoch else 1)
+        return batch
+
+    def state_dict(self) -> dict:
+        epoch, batches = self.consumed
+        trainer = self.trainer
+        if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume = (int(state.get("epoch", 0)), int(state.get("batches", 0)))
+
     def train_dataloader(self) -> DataLoader:
+        if self.resume is not None:  # restored from a checkpoint: continue that epoch after its consumed batches
+            epoch, batches = self.resume
+            self.sampler.set_epoch(epoch)
+            self.sampler.skip = min(batches * self.batch_size, self.sampler.length)
+            self.consumed, self.resume = (epoch, batches), None
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler,
                           num_workers=self.num_workers, collate_fn=identity, pin_memory=self.pin_memory,
                           drop_last=True, persistent_workers=False)

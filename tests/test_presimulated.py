@@ -1,6 +1,7 @@
 """Simulate once, train many (data.presimulated): what is written is what the simulation made, what is
 read is what was written, in the sampler's order, and train.py trains on it."""
 
+import itertools
 import subprocess
 import sys
 
@@ -124,3 +125,26 @@ def test_cli_refuses_to_overwrite_and_bad_counts(written, tmp_path):
         out = subprocess.run([sys.executable, "-m", "data.presimulated", *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_a_resumed_epoch_continues_after_the_consumed_batches(written):
+    """The data module's state (epoch, batches consumed) brings a resumed run to the very next batch of
+    the same permutation, and the epoch after it starts whole."""
+    folder, _ = written
+    make = lambda: PresimulatedDataModule(str(folder), batch_size=2, num_workers=0, epoch_length=10, seed=5)
+    full = make()
+    full.set_epoch(1)
+    reference = [b["x_gen"] for b in full.train_dataloader()]
+    assert len(reference) == 5
+    first = make()
+    first.set_epoch(1)
+    for batch in itertools.islice(first.train_dataloader(), 2):
+        first.on_before_batch_transfer(batch, 0)  # what Lightning calls as each batch reaches the model
+    state = first.state_dict()
+    assert state == {"epoch": 1, "batches": 2}
+    resumed = make()
+    resumed.load_state_dict(state)
+    rest = [b["x_gen"] for b in resumed.train_dataloader()]
+    assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(rest, reference[2:]))
+    resumed.set_epoch(2)
+    assert len(list(resumed.train_dataloader())) == 5
