@@ -39,10 +39,17 @@ class SimulationPipeline:
     def __init__(self, masks: MaskGenerator, color_shift: ColorShift | None = None,
                  texture: TextureMismatch | None = None, content_band: ContentBand | None = None,
                  boundary: BoundarySoftening | None = None, global_drift: GlobalDrift | None = None,
-                 clean_p: float = 0.0):
+                 clean_p: float = 0.0, alone_p: float = 0.0):
         if not 0.0 <= clean_p <= 1.0:
             raise ValueError(f"simulation.clean_p must be in [0, 1]; got {clean_p}")
+        if not 0.0 <= alone_p <= 1.0:
+            raise ValueError(f"simulation.alone_p must be in [0, 1]; got {alone_p}")
         self.clean_p = float(clean_p)
+        # With this probability an artifact sample carries ONE family (colour shift, texture, content band
+        # or global drift, chosen in proportion to their p), as the benchmark's samples do: drawn
+        # independently, a content band comes with a colour cast 80% of the time, so a boundary jump is
+        # nearly always worth correcting in training and never in a band-only edit.
+        self.alone_p = float(alone_p)
         self.global_drift = global_drift
         self.masks = masks
         self.color_shift = color_shift
@@ -82,13 +89,21 @@ class SimulationPipeline:
         if self.clean_p > 0 and float(torch.rand((), generator=generator)) < self.clean_p:
             return {"x_gt": clean, "x_gen": clean.clone(), "mask": mask, "alpha": mask,
                     "vae": torch.tensor(False), "applied": ["clean"]}
-        if self._draw(self.color_shift, generator):
+        only = None  # the one family of a single-family sample (alone_p), else every family is drawn
+        if self.alone_p > 0 and float(torch.rand((), generator=generator)) < self.alone_p:
+            families = [f for f in (self.color_shift, self.texture, self.content_band, self.global_drift)
+                        if f is not None and f.p > 0]
+            if families:
+                weights = torch.tensor([f.p for f in families], dtype=torch.float64)
+                only = families[int(torch.multinomial(weights, 1, generator=generator))]
+        draw = (lambda family: family is only) if only is not None else (lambda family: self._draw(family, generator))
+        if draw(self.color_shift):
             edit = self.color_shift(edit, mask, generator)
             applied.append("color_shift")
-        if self._draw(self.texture, generator):
+        if draw(self.texture):
             scene, edit, vae, sub = self.texture(scene, edit, mask, generator)
             applied.extend(f"texture.{s}" for s in sub)
-        if self._draw(self.content_band, generator):
+        if draw(self.content_band):
             edit = self.content_band(edit, mask, generator)
             applied.append("content_band")
         alpha = mask
@@ -96,7 +111,7 @@ class SimulationPipeline:
             alpha = self.boundary(mask, mask, generator)
             applied.append("boundary")
         x_gen = (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
-        if self._draw(self.global_drift, generator):
+        if draw(self.global_drift):
             x_gen = self.global_drift(x_gen, mask, generator)
             applied.append("global_drift")
         return {"x_gt": scene, "x_gen": x_gen, "mask": mask, "alpha": alpha,
