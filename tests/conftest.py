@@ -67,3 +67,14 @@ def compose(overrides: list[str], output_dir: Path, config_name: str = "train"):
 @pytest.fixture
 def compose_cfg(tmp_path):
     return lambda overrides=(): compose(list(overrides), tmp_path / "run")
+
+
+def split_shards(root: Path, splits: dict[str, list[Path]], maxcount: int) -> None:
+    """``root/<split>/shard-*.tar`` for each split's photos (linked into ``root/<split>_src`` first)."""
+    from data.make_shards import make_shards
+
+    for split, photos in splits.items():
+        (root / f"{split}_src").mkdir()
+        for p in photos:
+            (root / f"{split}_src" / p.name).symlink_to(p)
+        make_shards(root / f"{split}_src", root / split, maxcount=maxcount, quiet=True)

@@ -10,9 +10,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import ROOT
+from conftest import ROOT, split_shards
 from data.errors import DataError
-from data.make_shards import make_shards
 from data.presimulated import EpochSampler, PresimulatedDataModule, load_arrays, write
 from pixperfect.training.run import build
 
@@ -22,11 +21,7 @@ SMALL = ["model=cmgan_tiny", "data.resolution=32", "data.num_workers=0", "loss.l
 @pytest.fixture(scope="module")
 def shards(cbsd68_photos, tmp_path_factory):
     root = tmp_path_factory.mktemp("presim_shards")
-    for split, photos in (("train", cbsd68_photos[:4]), ("val", cbsd68_photos[4:6])):
-        (root / f"{split}_src").mkdir()
-        for p in photos:
-            (root / f"{split}_src" / p.name).symlink_to(p)
-        make_shards(root / f"{split}_src", root / split, maxcount=4, quiet=True)
+    split_shards(root, {"train": cbsd68_photos[:4], "val": cbsd68_photos[4:6]}, maxcount=4)
     return [f"data.train_shards='{root / 'train' / 'shard-000000.tar'}'",
             f"data.val_shards='{root / 'val' / 'shard-000000.tar'}'"]
 

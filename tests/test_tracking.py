@@ -13,8 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
-from data.make_shards import make_shards
+from conftest import ROOT, split_shards
 from pixperfect.training.image_log import to_uint8_hwc
 
 pytest.importorskip("wandb")
@@ -25,11 +24,7 @@ TINY = ["model=cmgan_tiny", "data.resolution=32", "data.num_workers=0", "loss.lp
 @pytest.fixture(scope="module")
 def shards(cbsd68_photos, tmp_path_factory):
     root = tmp_path_factory.mktemp("tracking_shards")
-    for split, photos in (("train", cbsd68_photos[:4]), ("val", cbsd68_photos[4:6])):
-        (root / f"{split}_src").mkdir()
-        for p in photos:
-            (root / f"{split}_src" / p.name).symlink_to(p)
-        make_shards(root / f"{split}_src", root / split, maxcount=2, quiet=True)
+    split_shards(root, {"train": cbsd68_photos[:4], "val": cbsd68_photos[4:6]}, maxcount=2)
     return str(root / "train" / "shard-{000000..000001}.tar"), str(root / "val" / "shard-000000.tar")
 
 

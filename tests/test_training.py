@@ -7,8 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import ROOT, load_photo
-from data.make_shards import make_shards
+from conftest import ROOT, load_photo, split_shards
 from pixperfect import Refiner
 from pixperfect.export import main as export_main
 from pixperfect.export import refiner_from_checkpoint
@@ -23,11 +22,7 @@ TINY = ["model=cmgan_tiny", "data.resolution=32", "data.num_workers=0", "loss.lp
 def cbsd_shards(cbsd68_photos, tmp_path_factory):
     """Train shards from 6 CBSD68 photos (2 shards), val shards from 2 others."""
     root = tmp_path_factory.mktemp("shards")
-    for split, photos in (("train", cbsd68_photos[:6]), ("val", cbsd68_photos[6:8])):
-        (root / f"{split}_src").mkdir()
-        for p in photos:
-            (root / f"{split}_src" / p.name).symlink_to(p)
-        make_shards(root / f"{split}_src", root / split, maxcount=3, quiet=True)
+    split_shards(root, {"train": cbsd68_photos[:6], "val": cbsd68_photos[6:8]}, maxcount=3)
     return str(root / "train" / "shard-{000000..000001}.tar"), str(root / "val" / "shard-000000.tar")
 
 
