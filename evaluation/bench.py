@@ -1,7 +1,7 @@
 """Benchmarks that print JSON lines. Compare ratios within one run; absolute times only from a GPU.
 
     python -m evaluation.bench refiner   # cmgan @512² b1: plain vs retain_memory/channels_last/bf16/fp16/compile (interleaved), pool=8, FLOP bound; cmgan_small train step
-    python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; pooling N=8 batched vs sequential
+    python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; the fit's solve, QR vs SVD; pooling N=8 batched vs sequential
     python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
     python -m evaluation.bench pilot     # PILOT vs optimisation off: time and peak-memory ratio (bench_pilot.py)
 """
@@ -279,6 +279,25 @@ def bench_losses(device: torch.device, repeats: int, batch: int = 32, resolution
     emit(bench="fit_vs_pixel_terms", ratio=round(t_fit / t_pix, 4), target="<= 0.10", device=device_name(device))
 
 
+def bench_tone_map_solve(device: torch.device, repeats: int, batch: int = 8, pixels: int = 8192) -> None:
+    """The fit's least-squares solve as training runs it (``least_squares``: thin QR, then the
+    pseudoinverse of the F×F factor) against the textbook ``pinv`` of the P×F feature matrix, at
+    the Table-4 degrees, on the same features; with the largest difference of the coefficients."""
+    from pixperfect.losses.tone_map import _features, least_squares, monomial_exponents
+
+    g = torch.Generator(device=device).manual_seed(0)
+    src = torch.rand(batch, pixels, 3, device=device, generator=g, dtype=torch.float64)
+    tgt = src + 30 * 0.02 * torch.randn(src.shape, device=device, generator=g, dtype=torch.float64)
+    for degree, cross in ((6, False), (6, True), (10, True)):
+        a = _features(src, monomial_exponents(degree, cross), degree)
+        t_pinv = timed(lambda: torch.linalg.pinv(a, rtol=1e-10) @ tgt, device, repeats)
+        t_qr = timed(lambda: least_squares(a, tgt, 1e-10), device, repeats)
+        diff = (least_squares(a, tgt, 1e-10) - torch.linalg.pinv(a, rtol=1e-10) @ tgt).abs().max()
+        emit(bench="tone_map_solve", degree=degree, cross_channel=cross, features=a.shape[-1], batch=batch,
+             pixels=pixels, pinv_ms=round(t_pinv, 2), qr_ms=round(t_qr, 2), speedup=round(t_pinv / t_qr, 3),
+             max_coefficient_diff=float(diff), device=device_name(device))
+
+
 def bench_pooling(device: torch.device, repeats: int, pool: int = 8, resolution: int = 256,
                   model: str = "cmgan_small") -> None:
     """Pooling with N variants in one batched forward vs N sequential N=1 forwards."""
@@ -432,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_simulation(device, args.repeats, resolution=args.resolution)
     else:
         bench_losses(device, args.repeats, batch=args.batch, resolution=args.resolution)
+        bench_tone_map_solve(device, args.repeats)
         bench_pooling(device, args.repeats, resolution=args.pool_resolution)
     return 0
 

@@ -3,7 +3,7 @@ import torch
 
 from pixperfect.losses import L1Loss, NonSaturatingAdversarialLoss, RefinerLoss, SpaceLoss
 from pixperfect.losses.discriminative import DiscriminativeSpace
-from pixperfect.losses.tone_map import PolynomialToneMap, monomial_exponents, sample_pixels
+from pixperfect.losses.tone_map import PolynomialToneMap, _features, least_squares, monomial_exponents, sample_pixels
 
 
 def g(seed=0):
@@ -137,3 +137,22 @@ def test_differentiable_refit_matches_the_pseudoinverse_fit():
     refit = space.refit_with_grad(fitted, x_pred.clone().requires_grad_(True), x_gt, mask)
     assert refit.tone_map.coefficients.requires_grad
     torch.testing.assert_close(refit(x_pred).detach(), fitted(x_pred), atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("degree,cross", [(6, False), (6, True), (10, True)])
+def test_least_squares_equals_the_pseudoinverse_solution(degree, cross):
+    """The QR route gives pinv(a)·y, also where the features are collinear: a flat image (its
+    colours in a 1-D set) and a constant one (rank 1), where the rank truncation decides."""
+    torch.manual_seed(0)
+    photo_like = torch.rand(1, 4096, 3, dtype=torch.float64)
+    flat = (0.5 + 0.01 * torch.randn(1, 4096, 1, dtype=torch.float64)).expand(1, 4096, 3)
+    constant = torch.full((1, 4096, 3), 0.3, dtype=torch.float64)
+    src = torch.cat([photo_like, flat, constant])
+    a = _features(src, monomial_exponents(degree, cross), degree)
+    y = src + 30 * 0.02 * torch.randn(src.shape, dtype=torch.float64)
+    reference = torch.linalg.pinv(a, rtol=1e-10) @ y
+    ours = least_squares(a, y, 1e-10)
+    # the same fitted values, to far below float32's resolution (the map is applied in float32)
+    torch.testing.assert_close(a @ ours, a @ reference, atol=1e-7, rtol=1e-7)
+    torch.testing.assert_close(ours[0], reference[0], atol=1e-9, rtol=1e-9)  # well posed: the same coefficients
+    assert float(torch.linalg.matrix_rank(a[2], rtol=1e-10)) == 1  # the constant image is rank 1
