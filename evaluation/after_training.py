@@ -41,7 +41,7 @@ def final_evaluation(cfg: DictConfig, export_dir: str | Path, out_dir: str | Pat
         "set": str(set_dir), "refiners": {cfg.task_name: str(export_dir)}, "pool": fe.get("pool"),
         "regions": list(fe.get("regions", ["edit"])), "baselines": list(fe.get("baselines", ["input", "paste_back", "poisson"])),
         "out_dir": str(out_dir), "batch_size": fe.get("batch_size", 8), "device": "cpu", "limit": None, "seed": 0,
-        "output_bits": fe.get("output_bits"),
+        "output_bits": fe.get("output_bits"), "original": bool(fe.get("original", False)),
         "metrics": {"lpips_net": fe.get("lpips_net", "alex"), "fid": fe.get("fid", True), "kid_subset_size": 50,
                     "clip_model": None},
         "contact_sheet_rows": 8, "logger": None, "wandb": {"project": "pixperfect", "group": None, "name": None}})

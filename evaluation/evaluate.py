@@ -4,7 +4,8 @@
 
 Rows: the baselines (``input``, ``paste_back``, ``poisson``, ``reinhard``, ``histogram``; see
 ``evaluation/baselines.py``), each refiner (region ``edit``: the background outside the dilated mask
-is kept; ``NAME@full`` with ``regions=[edit,full]``) and, with ``pool=N``, ``NAME+poolN``.
+is kept; ``NAME@full`` with ``regions=[edit,full]``; ``NAME+original`` with ``original=true``: the
+refiner also given the original image, as the baselines are) and, with ``pool=N``, ``NAME+poolN``.
 Columns: FID, LPIPS, L1, PSNR on the whole image (Table 1 of the paper), then masked L1 / PSNR on the
 dilated mask, CIEDE2000 in the mask, the boundary seam error, background MSE, KID, CLIP-T (sets with
 prompts, when a CLIP model is configured) and seconds per image. Metrics whose weights are not
@@ -58,10 +59,13 @@ def load_lpips(net: str | None, device: str):
     return lpips.LPIPS(net=net, pretrained=True, verbose=False).eval().requires_grad_(False).to(device), None
 
 
-def refiner_method(refiner, pool: int, region: str, seed: int) -> Method:
-    """A refiner row: batched forward (with pooling when pool > 1), seeded per batch."""
+def refiner_method(refiner, pool: int, region: str, seed: int, original: bool = False) -> Method:
+    """A refiner row: batched forward (with pooling when pool > 1), seeded per batch; with
+    ``original`` the refiner is also given the original image, as the baselines are."""
     def run(x_gen, mask, x_orig, batch_index):
         kwargs = {"region": region}
+        if original:
+            kwargs["original"] = x_orig
         if pool > 1:
             kwargs["pool"] = pool
             kwargs["generator"] = torch.Generator(device=refiner.device).manual_seed(stable_seed(seed, batch_index))
@@ -110,11 +114,13 @@ def build_methods(cfg) -> OrderedDict[str, Method]:
             refiner = Refiner.from_pretrained(str(folder), device=cfg.device)
         except Exception as exc:  # noqa: BLE001 — any load failure is one line for the user
             raise EvalInputError(f"refiner {name!r}: cannot load {folder}: {str(exc).splitlines()[0]}") from None
-        for region in regions:
-            row = name if region == "edit" else f"{name}@full"
-            methods[row] = refiner_method(refiner, 1, region, cfg.seed)
+        rows = [(name if region == "edit" else f"{name}@full", region, False) for region in regions]
+        if cfg.get("original") and "edit" in regions:
+            rows.append((f"{name}+original", "edit", True))
+        for row, region, original in rows:
+            methods[row] = refiner_method(refiner, 1, region, cfg.seed, original)
             if pool > 1:
-                methods[f"{row}+pool{pool}"] = refiner_method(refiner, pool, region, cfg.seed)
+                methods[f"{row}+pool{pool}"] = refiner_method(refiner, pool, region, cfg.seed, original)
     bits = cfg.get("output_bits")
     if bits is not None:
         methods = OrderedDict((name, quantized(fn, bits)) for name, fn in methods.items())

@@ -2,6 +2,7 @@
 
     python -m pixperfect.refine --checkpoint DIR --image edit.png --mask mask.png --out refined.png
     python -m pixperfect.refine --checkpoint DIR --images FOLDER_OR_GLOB --masks FOLDER --out FOLDER
+    python -m pixperfect.refine --checkpoint DIR --image edit.png --mask mask.png --original photo.png --out refined.png
 
 Any size and bit depth (8/16-bit, RGB, RGBA with alpha dropped, grayscale); masks are read as
 grayscale and binarised at half scale (white = edited). In folder mode an image's mask is the
@@ -9,6 +10,11 @@ file with the same stem in ``--masks`` (any image extension), or its ``NAME.mask
 outputs are ``--out/NAME.png``. Images of one size are refined in batches; an output that
 already exists is kept (a re-run resumes); unreadable pairs are skipped and listed at the end
 (exit 1); bad arguments print one line and exit 2. Inputs are never overwritten.
+
+``--original`` (``--originals FOLDER`` in folder mode, same stems) gives the unedited image, which
+an editing user has: its background is pasted back around the edit before refining and kept outside
+the mask (``Refiner(..., original=)``), so a cast spread beyond the mask becomes a seam the refiner's
+prior reads (README, "Export and refine").
 """
 
 from __future__ import annotations
@@ -92,17 +98,40 @@ def write_output(image: torch.Tensor, out_file: Path) -> None:
         raise InputError(f"cannot write {out_file}: {_first_line(exc)}") from None
 
 
+def load_original(path: str | Path, image: torch.Tensor, image_path: str | Path) -> torch.Tensor:
+    """The unedited image (1×3×H×W) at the edit's size; InputError naming the file otherwise."""
+    try:
+        original = read_image(path)[None]
+    except FileNotFoundError:
+        raise InputError(f"cannot read {path}: no such file") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"cannot read {path} as an image: {_first_line(exc)}") from None
+    if original.shape[-2:] != image.shape[-2:]:
+        raise InputError(f"original {path} is {original.shape[-1]}×{original.shape[-2]} but image {image_path} is "
+                         f"{image.shape[-1]}×{image.shape[-2]} (W×H); they must match")
+    return original
+
+
+def check_original_region(region: str) -> None:
+    if region != "edit":
+        raise InputError(f"--original keeps the original outside the mask, so it goes with --region edit; got {region}")
+
+
 def refine_file(checkpoint: str, image_path: str, mask_path: str, out_path: str, pool: int = 1,
-                device: str = "cpu", seed: int = 0, region: str = "edit") -> Path:
+                device: str = "cpu", seed: int = 0, region: str = "edit", original_path: str | None = None) -> Path:
     out_file = Path(out_path)
-    if out_file.exists() and out_file.resolve() in {Path(image_path).resolve(), Path(mask_path).resolve()}:
+    inputs = {Path(p).resolve() for p in (image_path, mask_path, original_path) if p is not None}
+    if out_file.exists() and out_file.resolve() in inputs:
         raise InputError(f"--out {out_file} is one of the inputs; refusing to overwrite it")
+    if original_path is not None:
+        check_original_region(region)
     check_writable(out_file)
     dev = resolve_device(device)
     image, mask = load_image_and_mask(image_path, mask_path)
+    original = None if original_path is None else load_original(original_path, image, image_path)
     refiner = load_refiner(checkpoint, dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
-    out = refiner(image, mask, pool=pool, generator=generator, region=region)[0]
+    out = refiner(image, mask, pool=pool, generator=generator, region=region, original=original)[0]
     write_output(out, out_file)
     return out_file
 
@@ -131,8 +160,24 @@ def find_pairs(images: str, masks: str | None) -> tuple[list[tuple[Path, Path]],
     return pairs, missing
 
 
+def find_originals(pairs: list[tuple[Path, Path]], originals: str) -> tuple[dict[Path, Path], list[str]]:
+    """Each image's original: the file with its stem in the folder ``originals`` (any image extension)."""
+    index: dict[str, Path] = {}
+    for p in sorted(Path(originals).iterdir()):
+        if p.suffix.lower() in IMAGE_EXTS:
+            index.setdefault(p.stem, p)
+    found, missing = {}, []
+    for image_path, _ in pairs:
+        if image_path.stem in index:
+            found[image_path] = index[image_path.stem]
+        else:
+            missing.append(f"{image_path}: no original (expected {Path(originals) / image_path.stem}.png or another image extension)")
+    return found, missing
+
+
 def refine_folder(checkpoint: str, images: str, masks: str | None, out_dir: str, pool: int = 1, device: str = "cpu",
-                  seed: int = 0, region: str = "edit", batch_size: int = 4, progress: bool = True) -> dict:
+                  seed: int = 0, region: str = "edit", batch_size: int = 4, progress: bool = True,
+                  originals: str | None = None) -> dict:
     """Refine every (image, mask) pair; returns counts and the skipped pairs' reasons."""
     from tqdm import tqdm
 
@@ -143,11 +188,20 @@ def refine_folder(checkpoint: str, images: str, masks: str | None, out_dir: str,
         raise InputError(f"--masks {masks} is not a folder")
     if not Path(images).is_dir() and not glob.glob(images, recursive=True):
         raise InputError(f"--images {images} is neither a folder nor a glob that matches files")
+    if originals is not None:
+        check_original_region(region)
+        if not Path(originals).is_dir():
+            raise InputError(f"--originals {originals} is not a folder")
     dev = resolve_device(device)
     pairs, skipped = find_pairs(images, masks)
     if not pairs and not skipped:
         raise InputError(f"--images {images} holds no images ({', '.join(IMAGE_EXTS)})")
-    inputs = {p.resolve() for pair in pairs for p in pair}
+    original_of: dict[Path, Path] = {}
+    if originals is not None:
+        original_of, missing = find_originals(pairs, originals)
+        skipped += missing
+        pairs = [pair for pair in pairs if pair[0] in original_of]
+    inputs = {p.resolve() for pair in pairs for p in pair} | {p.resolve() for p in original_of.values()}
     todo, kept = [], 0
     for image_path, mask_path in pairs:
         target = out / f"{image_path.stem}.png"
@@ -172,7 +226,10 @@ def refine_folder(checkpoint: str, images: str, masks: str | None, out_dir: str,
                 batch, tensors = [], []
                 for image_path, mask_path, target in items[start : start + batch_size]:
                     try:
-                        tensors.append(load_image_and_mask(image_path, mask_path))
+                        image, mask = load_image_and_mask(image_path, mask_path)
+                        original = (load_original(original_of[image_path], image, image_path)
+                                    if originals is not None else None)
+                        tensors.append((image, mask, original))
                         batch.append(target)
                     except InputError as exc:
                         skipped.append(str(exc))
@@ -182,7 +239,8 @@ def refine_folder(checkpoint: str, images: str, masks: str | None, out_dir: str,
                 image = torch.cat([t[0] for t in tensors])
                 mask = torch.cat([t[1] for t in tensors])
                 generators = [torch.Generator(device=dev).manual_seed(seed) for _ in batch]
-                refined = refiner(image, mask, pool=pool, generator=generators, region=region)
+                original = torch.cat([t[2] for t in tensors]) if originals is not None else None
+                refined = refiner(image, mask, pool=pool, generator=generators, region=region, original=original)
                 for target, img in zip(batch, refined):
                     write_output(img, target)
                     done += 1
@@ -209,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="edit", choices=REGIONS,
                         help="edit: keep the input outside the dilated, feathered mask (pasted-back edits); "
                              "full: refine everywhere (raw LDM outputs)")
+    parser.add_argument("--original", help="one image: the unedited photo (same size); its background is kept "
+                                           "outside the mask and the edit refined against it")
+    parser.add_argument("--originals", help="folder mode: folder of unedited photos named like the images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=4, help="folder mode: images of one size per forward")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pooling variants")
@@ -224,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.image is not None:
             if args.mask is None:
                 raise InputError("--image needs --mask (white = edited)")
+            if args.originals is not None:
+                raise InputError("--originals is for folder mode (--images); with --image give --original FILE")
             out = refine_file(args.checkpoint, args.image, args.mask, args.out, args.pool, args.device, args.seed,
-                              args.region)
+                              args.region, args.original)
             print(f"wrote {out}")
             return 0
+        if args.original is not None:
+            raise InputError("--original is for one image (--image); in folder mode give --originals FOLDER")
         result = refine_folder(args.checkpoint, args.images, args.masks, args.out, args.pool, args.device, args.seed,
-                               args.region, args.batch_size, progress=not args.quiet)
+                               args.region, args.batch_size, progress=not args.quiet, originals=args.originals)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

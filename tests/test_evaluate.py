@@ -172,6 +172,20 @@ def test_identity_refiner_row_equals_input_row(bench_set, identity_refiner, tmp_
             assert rows[row]["masked_l1"] == rows["input"]["masked_l1"], fam
 
 
+def test_original_row_is_the_refiner_given_the_original(bench_set, identity_refiner, tmp_path):
+    """``original=true`` adds NAME+original (and its pooled row): an identity refiner given the
+    original returns the edit pasted into it, so the row equals ``paste_back`` exactly."""
+    cfg = _cfg(tmp_path, refiners={"ident": str(identity_refiner)}, pool=2, original=True,
+               baselines=["input", "paste_back"])
+    methods = build_methods(cfg)
+    assert list(methods) == ["input", "paste_back", "ident", "ident+pool2", "ident+original", "ident+original+pool2"]
+    _, per = evaluate(load_set(str(bench_set)), methods, 4, progress=False)
+    for k in per["input"]:
+        assert torch.equal(per["ident+original"][k], per["paste_back"][k]), k
+        assert torch.equal(per["ident"][k], per["input"][k]), k
+    assert float(per["ident+original"]["bg_mse"].max()) == 0.0 < float(per["input"]["bg_mse"].max())
+
+
 def test_paste_back_equals_input_when_background_is_the_original(bench_set, tmp_path):
     cfg = _cfg(tmp_path, baselines=["input", "paste_back"])
     records = [r for r in load_set(str(bench_set)) if "boundary.hard" in r.meta["families"]]

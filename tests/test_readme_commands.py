@@ -134,6 +134,7 @@ PATHS = [  # (regex on one token, replacement: a function of the env table)
     (r"^outputs/my_refiner$", lambda e: str(e["tmp"] / "my_refiner")),
     (r"^(edit|in)\.png$", lambda e: str(e["image"])),
     (r"^mask\.png$", lambda e: str(e["mask"])),
+    (r"^photo\.png$", lambda e: str(e["image"])),  # the unedited original: the edit's file stands in
     (r"^(edits|masks)/$", lambda e: str(e["tmp"] / "{0}")),  # folders of edits and of masks with the same names
     (r"^refined/$", lambda e: str(e["tmp"] / "out" / "refined")),
     (r"^docs/(\w+\.png)$", lambda e: str(e["tmp"] / "out" / "{0}")),  # never overwrite the README's figures

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -328,6 +329,48 @@ def test_folder_mode_glob_sidecars_and_never_overwrites_inputs(exported, tmp_pat
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["p0.png", "p1.png"]
     assert refine_main(["--checkpoint", str(path), "--images", str(tmp_path / "none*.png"), "--out",
                         str(tmp_path / "o2")]) == 2
+
+
+def test_originals_keep_the_background_in_single_and_folder_mode(exported, folder, tmp_path, capsys):
+    """--original / --originals: every pixel outside the mask is the original's; folder mode equals
+    single-file mode; an image without an original is skipped and named; wrong pairings are one line."""
+    path, _ = exported
+    images, masks = folder
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for i in (0, 1, 3):  # im2, im4 have no original
+        _pil_pair(100 + i, Image.open(images / f"im{i}.png").size)[0].save(originals / f"im{i}.png")
+    out = tmp_path / "out"
+    assert refine_main(["--checkpoint", str(path), "--images", str(images), "--masks", str(masks), "--originals",
+                        str(originals), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "im2.png: no original" in err and "im4.png: no original" in err
+    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png", "im3.png"]
+    for i in (0, 3):
+        refined = np.asarray(Image.open(out / f"im{i}.png")).astype(int)
+        original = np.asarray(Image.open(originals / f"im{i}.png")).astype(int)
+        outside = np.asarray(Image.open(masks / f"im{i}.png").convert("L")) < 128
+        assert np.array_equal(refined[outside], original[outside])
+        assert refine_main(["--checkpoint", str(path), "--image", str(images / f"im{i}.png"), "--mask",
+                            str(masks / f"im{i}.png"), "--original", str(originals / f"im{i}.png"),
+                            "--out", str(tmp_path / f"single{i}.png")]) == 0
+        single = np.asarray(Image.open(tmp_path / f"single{i}.png")).astype(int)
+        assert np.abs(single - refined).max() <= 1
+    capsys.readouterr()
+    bad = [  # (arguments, what the one line says)
+        (["--image", str(images / "im0.png"), "--mask", str(masks / "im0.png"), "--original",
+          str(originals / "im1.png"), "--out", str(tmp_path / "x.png")], "original .* but image"),
+        (["--image", str(images / "im0.png"), "--mask", str(masks / "im0.png"), "--original",
+          str(originals / "im0.png"), "--region", "full", "--out", str(tmp_path / "x.png")], "goes with --region edit"),
+        (["--images", str(images), "--original", str(originals / "im0.png"), "--out", str(tmp_path / "o")],
+         "--original is for one image"),
+        (["--images", str(images), "--originals", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+         "is not a folder"),
+    ]
+    for args, message in bad:
+        assert refine_main(["--checkpoint", str(path), *args]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- speed options

@@ -22,6 +22,7 @@ from pixperfect.inference.convert import from_tensor, to_tensor
 from pixperfect.inference.memory import retain_freed_memory
 from pixperfect.inference.pooling import pooled_refine
 from pixperfect.inference.region import REGIONS, composite_edit
+from pixperfect.metrics.image import paste_back
 from pixperfect.utils import check_image_and_mask
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
@@ -105,7 +106,7 @@ class Refiner:
     @torch.no_grad()
     def __call__(self, image, mask, pool: int = 1, generator: torch.Generator | list | None = None,
                  metric: str = "l1", band_px: int = 8, region: str = "edit", region_band_px: int | None = None,
-                 return_index: bool = False):
+                 return_index: bool = False, original=None):
         """Refine ``image`` with ``mask`` (white / 1 = edited); returns the kind ``image`` was.
 
         ``image``: PIL image, list of PIL images, numpy H×W×C / N×H×W×C (uint8, or float in [0, 1]),
@@ -116,6 +117,12 @@ class Refiner:
         feathered by ``region_band_px`` each (default max(4, min(H, W) // 32)) — for edits pasted
         back into the original; "full" returns the refiner's output everywhere — for raw LDM
         outputs whose whole background was re-decoded.
+
+        ``original``: the unedited image, which an editing user has (the same kinds and size as
+        ``image``). Its background is pasted back around the edit before refining and kept, bit
+        for bit, everywhere outside the mask (binarised at 0.5): a cast that a feathered paste or a
+        re-decoded background spread beyond the mask becomes a step on the mask's edge, which the
+        seam prior reads. Only with ``region="edit"``.
 
         ``pool`` > 1 turns on inference-time pooling: ``pool`` colour-jittered variants of the
         edit (variant 0 = the input) are refined in one batched forward and the output with the
@@ -137,6 +144,17 @@ class Refiner:
         if x.min() < 0 or x.max() > 1:
             raise ValueError(f"image values must lie in [0, 1]; got [{float(x.min()):.3f}, "
                              f"{float(x.max()):.3f}] (divide 8-bit images by 255)")
+        if original is not None:
+            if region != "edit":
+                raise ValueError(f"original= keeps the original outside the mask, so it goes with region='edit'; "
+                                 f"got region={region!r}")
+            o, _ = to_tensor(original, "original", 3)
+            if o.shape != x.shape:
+                raise ValueError(f"original is {tuple(o.shape)} but image is {tuple(x.shape)} (N×3×H×W); "
+                                 "expected the unedited image(s) at the edit's size")
+            if not bool(torch.isfinite(o).all()) or o.min() < 0 or o.max() > 1:
+                raise ValueError("original must hold finite values in [0, 1] (divide 8-bit images by 255)")
+            x = paste_back(x, o.to(x.dtype), m)
         dtype = next(self.model.parameters()).dtype
         x_dev = x.to(self.device, dtype)
         m_dev = m.to(self.device, dtype).clamp(0, 1)
@@ -149,6 +167,8 @@ class Refiner:
         out = out.to(reference.dtype)
         if region == "edit":
             out = composite_edit(out, reference, m.to(self.device), region_band_px, region_band_px)
+        if original is not None:  # reference is the edit pasted into the original: keep it outside the mask
+            out = paste_back(out, reference, m.to(self.device))
         if kind.name == "torch":
             out = out.to(kind.device)
         result = from_tensor(out, kind)
