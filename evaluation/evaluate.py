@@ -103,6 +103,8 @@ def build_methods(cfg) -> OrderedDict[str, Method]:
     bad = set(regions) - {"edit", "full"}
     if bad:
         raise EvalInputError(f"regions must be a subset of [edit, full]; got {regions}")
+    if cfg.get("original") and "edit" not in regions:
+        raise EvalInputError(f"original=true keeps the original outside the mask, so it needs edit in regions; got {regions}")
     pool = int(cfg.pool or 1)
     if pool < 1:
         raise EvalInputError(f"pool must be >= 1; got {pool}")
@@ -115,7 +117,7 @@ def build_methods(cfg) -> OrderedDict[str, Method]:
         except Exception as exc:  # noqa: BLE001 — any load failure is one line for the user
             raise EvalInputError(f"refiner {name!r}: cannot load {folder}: {str(exc).splitlines()[0]}") from None
         rows = [(name if region == "edit" else f"{name}@full", region, False) for region in regions]
-        if cfg.get("original") and "edit" in regions:
+        if cfg.get("original"):
             rows.append((f"{name}+original", "edit", True))
         for row, region, original in rows:
             methods[row] = refiner_method(refiner, 1, region, cfg.seed, original)

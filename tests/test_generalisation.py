@@ -128,8 +128,11 @@ def test_demo_final_evaluation_scores_held_out_photos(compose_cfg, tmp_path):
 
     sources = {p.stem for p in (tmp_path / "photos").iterdir()}
     assert sources == set(VAL_PHOTOS) and not sources & set(TRAIN_PHOTOS)
-    assert list(results["methods"]) == ["input", "paste_back", "poisson", "membrane", "seam_offset", "demo"]
+    assert list(results["methods"]) == ["input", "paste_back", "poisson", "membrane", "seam_offset", "demo",
+                                        "demo+original"]
     assert results["methods"]["demo"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
+    # the identity refiner given the original returns the edit pasted into it
+    assert results["methods"]["demo+original"]["masked_l1"] == results["methods"]["paste_back"]["masked_l1"]
     assert (tmp_path / "out" / "results.md").is_file()
 
 
@@ -160,7 +163,7 @@ def test_cpu_small_benchmark_holds_out_the_photos_its_shards_skip(compose_cfg, t
     trained = {s["__key__"] for s in wds.WebDataset(str(shard), shardshuffle=False)}
     assert trained == {"img2", "img3", "img4"}
     assert list(results["methods"]) == ["input", "paste_back", "poisson", "reinhard", "membrane", "seam_offset",
-                                        "cpu_small", "cpu_small+pool2"]
+                                        "cpu_small", "cpu_small+pool2", "cpu_small+original", "cpu_small+original+pool2"]
     assert results["methods"]["cpu_small"]["masked_l1"] == results["methods"]["input"]["masked_l1"]
 
 

@@ -1,8 +1,12 @@
 """region="edit" keeps the background bit for bit; region="full" is the network's output everywhere."""
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_photo
+from PIL import Image
 
 from pixperfect import Refiner
 from pixperfect.inference.region import composite_edit, default_band_px, edit_alpha
@@ -87,7 +91,7 @@ def test_unknown_region_is_refused(refiner, inputs):
 # ------------------------------------------------------------ original= (the unedited image is known)
 def test_with_the_original_only_the_edit_changes(refiner, inputs):
     """Outside the (binarised) mask the output is the original bit for bit; inside it is what the
-    refiner makes of the edit pasted into the original; the original under the mask is never read."""
+    refiner makes of the edit pasted into the original; the original under the mask does not matter."""
     image, mask = inputs
     torch.manual_seed(4)
     original = torch.rand_like(image)
@@ -99,6 +103,18 @@ def test_with_the_original_only_the_edit_changes(refiner, inputs):
     assert not torch.equal(out[m], refiner(image, mask)[m])  # the background it sees differs
     scrambled = torch.where(m, torch.rand_like(original), original)  # other pixels under the mask
     assert torch.equal(refiner(image, mask, original=scrambled), out)
+
+
+def test_with_a_pil_original_the_kind_is_the_images(refiner):
+    """A PIL edit with a numpy original returns PIL, with the original's pixels outside the mask."""
+    rng = np.random.default_rng(0)
+    edit = Image.fromarray((rng.random((32, 40, 3)) * 255).astype(np.uint8))
+    original = (rng.random((32, 40, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((32, 40), np.uint8)
+    mask[8:20, 10:30] = 255
+    out = refiner(edit, Image.fromarray(mask), original=original)
+    assert isinstance(out, Image.Image)
+    assert np.array_equal(np.asarray(out)[mask == 0], original[mask == 0])
 
 
 def test_with_the_original_bad_input_is_refused(refiner, inputs):
@@ -116,15 +132,13 @@ def test_the_original_lets_the_prior_read_a_feathered_cast(cbsd68_photos):
     as shading; with the original's background pasted back, the cast is a step on the edge. The
     untrained seam-prior refiner (the prior alone) then removes a quarter of it (measured 0.77 of
     the input's error), and next to nothing without (0.97)."""
-    from tests.conftest import load_photo
-
     torch.manual_seed(0)
     model = CMGANRefiner(**TINY, seam_prior=True, seam_gain=False)
     prior = Refiner(model)
     photos = torch.stack([load_photo(p, 128) for p in cbsd68_photos[:4]])
     mask = torch.zeros(4, 1, 128, 128)
     mask[..., 32:96, 40:100] = 1
-    alpha = torch.from_numpy(__import__("cv2").GaussianBlur(mask[0, 0].numpy(), (0, 0), 3.0))[None, None]
+    alpha = torch.from_numpy(cv2.GaussianBlur(mask[0, 0].numpy(), (0, 0), 3.0))[None, None]
     cast = torch.tensor([0.06, -0.03, 0.04]).view(1, 3, 1, 1)
     edited = (photos + alpha * cast).clamp(0, 1)  # the cast fades over ±2σ across the edge
 

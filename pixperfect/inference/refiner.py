@@ -22,7 +22,6 @@ from pixperfect.inference.convert import from_tensor, to_tensor
 from pixperfect.inference.memory import retain_freed_memory
 from pixperfect.inference.pooling import pooled_refine
 from pixperfect.inference.region import REGIONS, composite_edit
-from pixperfect.metrics.image import paste_back
 from pixperfect.utils import check_image_and_mask
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
@@ -118,9 +117,10 @@ class Refiner:
         back into the original; "full" returns the refiner's output everywhere — for raw LDM
         outputs whose whole background was re-decoded.
 
-        ``original``: the unedited image, which an editing user has (the same kinds and size as
-        ``image``). Its background is pasted back around the edit before refining and kept, bit
-        for bit, everywhere outside the mask (binarised at 0.5): a cast that a feathered paste or a
+        ``original``: the unedited image, which an editing user has (any kind ``image`` may be, at
+        its size; ``image``'s kind sets the return kind). Its background is pasted back around the
+        edit before refining and kept everywhere outside the mask (binarised at 0.5; bit for bit
+        at ``image``'s dtype); its pixels under the mask do not affect the output: a cast that a feathered paste or a
         re-decoded background spread beyond the mask becomes a step on the mask's edge, which the
         seam prior reads. Only with ``region="edit"``.
 
@@ -152,9 +152,11 @@ class Refiner:
             if o.shape != x.shape:
                 raise ValueError(f"original is {tuple(o.shape)} but image is {tuple(x.shape)} (N×3×H×W); "
                                  "expected the unedited image(s) at the edit's size")
+            o = o.to(x.device, x.dtype)
+            m = m.to(x.device)
             if not bool(torch.isfinite(o).all()) or o.min() < 0 or o.max() > 1:
                 raise ValueError("original must hold finite values in [0, 1] (divide 8-bit images by 255)")
-            x = paste_back(x, o.to(x.dtype), m)
+            x = torch.where(m > 0.5, x, o)  # the edit pasted into the original
         dtype = next(self.model.parameters()).dtype
         x_dev = x.to(self.device, dtype)
         m_dev = m.to(self.device, dtype).clamp(0, 1)
@@ -168,7 +170,7 @@ class Refiner:
         if region == "edit":
             out = composite_edit(out, reference, m.to(self.device), region_band_px, region_band_px)
         if original is not None:  # reference is the edit pasted into the original: keep it outside the mask
-            out = paste_back(out, reference, m.to(self.device))
+            out = torch.where(m.to(self.device) > 0.5, out, reference)
         if kind.name == "torch":
             out = out.to(kind.device)
         result = from_tensor(out, kind)
