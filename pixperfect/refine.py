@@ -41,17 +41,19 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
+def _read(path: str | Path, reader) -> torch.Tensor:
+    """``reader(path)`` as a batch of one; InputError naming the file when it cannot be read."""
+    try:
+        return reader(path)[None]
+    except FileNotFoundError:
+        raise InputError(f"cannot read {path}: no such file") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError ⊂ OSError
+        raise InputError(f"cannot read {path} as an image: {_first_line(exc)}") from None
+
+
 def load_image_and_mask(image_path: str | Path, mask_path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(1×3×H×W, 1×1×H×W) in [0, 1]; InputError naming the file when unreadable or mismatched."""
-    tensors = []
-    for path, reader in ((image_path, read_image), (mask_path, read_mask)):
-        try:
-            tensors.append(reader(path)[None])
-        except FileNotFoundError:
-            raise InputError(f"cannot read {path}: no such file") from None
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError ⊂ OSError
-            raise InputError(f"cannot read {path} as an image: {_first_line(exc)}") from None
-    image, mask = tensors
+    image, mask = _read(image_path, read_image), _read(mask_path, read_mask)
     if mask.shape[-2:] != image.shape[-2:]:
         raise InputError(f"mask {mask_path} is {mask.shape[-1]}×{mask.shape[-2]} but image {image_path} is "
                          f"{image.shape[-1]}×{image.shape[-2]} (W×H); they must match")
@@ -100,12 +102,7 @@ def write_output(image: torch.Tensor, out_file: Path) -> None:
 
 def load_original(path: str | Path, image: torch.Tensor, image_path: str | Path) -> torch.Tensor:
     """The unedited image (1×3×H×W) at the edit's size; InputError naming the file otherwise."""
-    try:
-        original = read_image(path)[None]
-    except FileNotFoundError:
-        raise InputError(f"cannot read {path}: no such file") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"cannot read {path} as an image: {_first_line(exc)}") from None
+    original = _read(path, read_image)
     if original.shape[-2:] != image.shape[-2:]:
         raise InputError(f"original {path} is {original.shape[-1]}×{original.shape[-2]} but image {image_path} is "
                          f"{image.shape[-1]}×{image.shape[-2]} (W×H); they must match")
@@ -113,6 +110,7 @@ def load_original(path: str | Path, image: torch.Tensor, image_path: str | Path)
 
 
 def check_original_region(region: str) -> None:
+    """An original is kept outside the mask, which ``--region full`` would refine: refuse the pair."""
     if region != "edit":
         raise InputError(f"--original keeps the original outside the mask, so it goes with --region edit; got {region}")
 
@@ -171,7 +169,8 @@ def find_originals(pairs: list[tuple[Path, Path]], originals: str) -> tuple[dict
         if image_path.stem in index:
             found[image_path] = index[image_path.stem]
         else:
-            missing.append(f"{image_path}: no original (expected {Path(originals) / image_path.stem}.png or another image extension)")
+            expected = Path(originals) / f"{image_path.stem}.png"
+            missing.append(f"{image_path}: no original (expected {expected} or another image extension)")
     return found, missing
 
 
@@ -196,12 +195,13 @@ def refine_folder(checkpoint: str, images: str, masks: str | None, out_dir: str,
     pairs, skipped = find_pairs(images, masks)
     if not pairs and not skipped:
         raise InputError(f"--images {images} holds no images ({', '.join(IMAGE_EXTS)})")
+    inputs = {p.resolve() for pair in pairs for p in pair}  # never overwritten, whether refined or skipped
     original_of: dict[Path, Path] = {}
     if originals is not None:
         original_of, missing = find_originals(pairs, originals)
         skipped += missing
         pairs = [pair for pair in pairs if pair[0] in original_of]
-    inputs = {p.resolve() for pair in pairs for p in pair} | {p.resolve() for p in original_of.values()}
+        inputs |= {p.resolve() for p in original_of.values()}
     todo, kept = [], 0
     for image_path, mask_path in pairs:
         target = out / f"{image_path.stem}.png"

@@ -155,4 +155,5 @@ def test_least_squares_equals_the_pseudoinverse_solution(degree, cross):
     # the same fitted values, to far below float32's resolution (the map is applied in float32)
     torch.testing.assert_close(a @ ours, a @ reference, atol=1e-7, rtol=1e-7)
     torch.testing.assert_close(ours[0], reference[0], atol=1e-9, rtol=1e-9)  # well posed: the same coefficients
+    torch.testing.assert_close(ours[2], reference[2], atol=1e-12, rtol=1e-9)  # rank 1: the same minimum-norm solution
     assert float(torch.linalg.matrix_rank(a[2], rtol=1e-10)) == 1  # the constant image is rank 1

@@ -346,7 +346,7 @@ def test_originals_keep_the_background_in_single_and_folder_mode(exported, folde
     err = capsys.readouterr().err
     assert "im2.png: no original" in err and "im4.png: no original" in err
     assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png", "im3.png"]
-    for i in (0, 3):
+    for i in (0, 1, 3):
         refined = np.asarray(Image.open(out / f"im{i}.png")).astype(int)
         original = np.asarray(Image.open(originals / f"im{i}.png")).astype(int)
         outside = np.asarray(Image.open(masks / f"im{i}.png").convert("L")) < 128
