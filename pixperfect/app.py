@@ -31,8 +31,10 @@ def mask_from_drawing(drawing) -> "np.ndarray | None":
     return (painted * 255).astype(np.uint8) if painted.any() else None
 
 
-def refine_images(refiner, image, mask=None, drawing=None, pool: int = 1, region: str = "edit", seed: int = 0):
-    """(before, after) for the slider, the refined image, and a PNG file to download."""
+def refine_images(refiner, image, mask=None, drawing=None, pool: int = 1, region: str = "edit", seed: int = 0,
+                  original=None):
+    """(before, after) for the slider, the refined image, and a PNG file to download. ``original``: the
+    unedited image, when the user has it (``Refiner(…, original=…)``: kept exactly outside the mask)."""
     import gradio as gr
     from PIL import Image
 
@@ -46,9 +48,18 @@ def refine_images(refiner, image, mask=None, drawing=None, pool: int = 1, region
     if mask.size != image.size:
         raise gr.Error(f"The mask is {mask.size[0]}×{mask.size[1]} but the image is "
                        f"{image.size[0]}×{image.size[1]}; they must match.")
+    if original is not None:
+        if original.size != image.size:
+            raise gr.Error(f"The original is {original.size[0]}×{original.size[1]} but the image is "
+                           f"{image.size[0]}×{image.size[1]}; they must match.")
+        if region != "edit":
+            raise gr.Error("With the original the background is the original's: choose region 'edit', "
+                           "or remove the original to refine everywhere.")
+        original = original.convert("RGB")
     binary = Image.fromarray(((np.asarray(mask.convert("L")) > 127) * 255).astype(np.uint8))
     generator = torch.Generator(device=refiner.device).manual_seed(int(seed))
-    refined = refiner(image.convert("RGB"), binary, pool=int(pool), region=region, generator=generator)
+    refined = refiner(image.convert("RGB"), binary, pool=int(pool), region=region, generator=generator,
+                      original=original)
     out_file = Path(tempfile.mkdtemp(prefix="pixperfect_")) / "refined.png"
     refined.save(out_file)
     return (image.convert("RGB"), refined), refined, str(out_file)
@@ -68,6 +79,8 @@ def build_app(refiner, title: str = "PixPerfect refiner"):
             mask = gr.Image(label="…or upload the mask (white = edited)", type="pil", format="png", image_mode="L",
                             elem_id="mask")
         with gr.Row():
+            original = gr.Image(label="Optional: the unedited original (kept exactly outside the mask)", type="pil",
+                                format="png", image_mode="RGB", elem_id="original")
             pool = gr.Slider(1, 16, value=1, step=1, label="Pooling variants (1 = off)")
             region = gr.Radio(["edit", "full"], value="edit", label="Region",
                               info="edit: keep the background bit for bit; full: refine everywhere")
@@ -78,7 +91,7 @@ def build_app(refiner, title: str = "PixPerfect refiner"):
             refined = gr.Image(label="Refined", type="pil", format="png", interactive=False, elem_id="refined")
         download = gr.File(label="Download the refined PNG", elem_id="download")
         image.change(lambda im: im, inputs=image, outputs=drawing, api_name=False)  # draw on the image itself
-        run.click(lambda *a: refine_images(refiner, *a), inputs=[image, mask, drawing, pool, region, seed],
+        run.click(lambda *a: refine_images(refiner, *a), inputs=[image, mask, drawing, pool, region, seed, original],
                   outputs=[compare, refined, download], api_name="refine")
     return app
 

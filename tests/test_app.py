@@ -54,12 +54,15 @@ def files(tmp_path_factory, cbsd68_photos):
     mask[40:90, 30:100] = 255
     image.save(folder / "image.png")
     Image.fromarray(mask).save(folder / "mask.png")
-    return folder / "image.png", folder / "mask.png"
+    drifted = np.clip(np.asarray(image).astype(np.int16) + 9, 0, 255).astype(np.uint8)  # a re-decoded background
+    Image.fromarray(drifted).save(folder / "edited.png")
+    return folder / "image.png", folder / "mask.png", folder / "edited.png"
 
 
-def api_output(refiner, files, pool: int, region: str, seed: int) -> np.ndarray:
+def api_output(refiner, files, pool: int, region: str, seed: int, original=None) -> np.ndarray:
     image, mask = Image.open(files[0]), Image.open(files[1])
-    out = refiner(image, mask, pool=pool, region=region, generator=torch.Generator().manual_seed(seed))
+    out = refiner(image, mask, pool=pool, region=region, generator=torch.Generator().manual_seed(seed),
+                  original=None if original is None else Image.open(original))
     return np.asarray(out)
 
 
@@ -76,13 +79,29 @@ def test_http_api_returns_the_refiner_output(server, refiner, files):
 
     client = Client(server, verbose=False)
     compare, refined, download = client.predict(handle_file(str(files[0])), handle_file(str(files[1])), None, 3,
-                                                "edit", 5, api_name="/refine")
+                                                "edit", 5, None, api_name="/refine")
     expected = api_output(refiner, files, 3, "edit", 5)
     assert np.array_equal(np.asarray(Image.open(refined)), expected)
     assert np.array_equal(np.asarray(Image.open(download)), expected)
     before, after = compare
     assert np.array_equal(np.asarray(Image.open(before).convert("RGB")), np.asarray(Image.open(files[0])))
     assert np.array_equal(np.asarray(Image.open(after)), expected)
+
+
+def test_http_api_with_the_original_keeps_it_outside_the_mask(server, refiner, files):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    edited = (files[2], files[1])  # the drifted image is the edit; the photo is its original
+    _, refined, _ = client.predict(handle_file(str(files[2])), handle_file(str(files[1])), None, 1, "edit", 0,
+                                   handle_file(str(files[0])), api_name="/refine")
+    got = np.asarray(Image.open(refined))
+    assert np.array_equal(got, api_output(refiner, edited, 1, "edit", 0, original=files[0]))
+    outside = np.asarray(Image.open(files[1])) == 0
+    assert np.array_equal(got[outside], np.asarray(Image.open(files[0]))[outside])  # the original, not the drift
+    with pytest.raises(Exception, match="region 'edit'"):
+        client.predict(handle_file(str(files[2])), handle_file(str(files[1])), None, 1, "full", 0,
+                       handle_file(str(files[0])), api_name="/refine")
 
 
 def test_browser_upload_refine_and_compare(server, refiner, files, tmp_path):

@@ -44,11 +44,11 @@ def run(pipe, image, mask, **kw):
 
 
 def by_hand(refiner, image: Image.Image, mask: Image.Image, generated: Image.Image, **kw) -> np.ndarray:
-    """What a user would write: paste the generated edit into the original, refine, back to uint8."""
+    """What a user would write: refine the generated image given the original, back to uint8."""
     x = torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)[None]
     g = torch.from_numpy(np.asarray(generated, np.float32) / 255).permute(2, 0, 1)[None]
     m = torch.from_numpy(np.asarray(mask, np.float32) / 255)[None, None]
-    out = refiner(m * g + (1 - m) * x, m, **kw)
+    out = refiner(g, m, original=x, **kw)
     return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -61,9 +61,12 @@ def test_post_processor_equals_refining_by_hand(pipe, refiner, inputs):
     expected = by_hand(refiner, image, mask, out.images[0])
     assert np.array_equal(np.asarray(refined.images[0]), expected)
     outside = np.asarray(mask) == 0
-    # far from the mask the result is the original, not the pipeline's re-decoded background
-    assert np.array_equal(np.asarray(refined.images[0])[:5], np.asarray(image)[:5])
+    # everywhere outside the mask the result is the original, not the pipeline's re-decoded background
+    assert np.array_equal(np.asarray(refined.images[0])[outside], np.asarray(image)[outside])
     assert not np.array_equal(np.asarray(out.images[0])[outside], np.asarray(image)[outside])
+    # and the refiner did change the edit (the fixture's head is not the identity)
+    inside = ~outside
+    assert not np.array_equal(np.asarray(refined.images[0])[inside], np.asarray(out.images[0])[inside])
 
 
 def test_wrapper_pipeline_equals_post_processor(pipe, refiner, inputs):

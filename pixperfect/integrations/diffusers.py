@@ -7,10 +7,12 @@ this repo's PilotPipeline, …):
 or wrap the pipeline once: ``RefinedInpaintPipeline(pipe, refiner)(prompt, image=image, mask_image=mask)``.
 
 Paste-back first: a pipeline decodes the *whole* latent, so its background has drifted from the
-original (and may be at a size rounded to the VAE's multiple). The edit is pasted into the
-original through the mask, and the refiner then fixes the edit and its seam (``region="edit"``
-keeps every pixel away from the mask exactly as in the original). ``paste_back=False`` refines the
-raw output everywhere (``region="full"``).
+original (and may be at a size rounded to the VAE's multiple). The refiner gets the original
+(``Refiner(…, original=…)``): the edit is pasted into it through the mask binarised at 0.5 (as the
+pipelines binarise theirs), the refiner fixes the edit and its seam, and every pixel outside the
+mask comes back exactly as in the original. ``paste_back=False`` refines the raw output everywhere
+(``region="full"``); ``paste_back=True, region="full"`` pastes through the mask as it is and then
+refines everywhere.
 """
 
 from __future__ import annotations
@@ -68,9 +70,12 @@ def refine_pipeline_output(refiner, original, mask, pipe_output, paste_back: boo
         generated = F.interpolate(generated, size=image.shape[-2:], mode="bicubic", align_corners=False,
                                   antialias=True).clamp(0, 1)
     m = m.clamp(0, 1)
-    x = m * generated + (1 - m) * image if paste_back else generated
     region = region or ("edit" if paste_back else "full")
-    refined = refiner(x, m, region=region, **refine_kwargs)
+    if paste_back and region == "edit":  # the original outside the mask, bit for bit
+        refined = refiner(generated, m, region=region, original=image, **refine_kwargs)
+    else:
+        x = m * generated + (1 - m) * image if paste_back else generated
+        refined = refiner(x, m, region=region, **refine_kwargs)
     if kind.name == "torch":
         refined = refined.to(kind.device)
     return from_tensor(refined, kind)
