@@ -37,7 +37,7 @@ from skimage.color import lab2rgb, rgb2lab
 from skimage.exposure import match_histograms
 
 from pixperfect.metrics import band_px, paste_back
-from pixperfect.models.seam_offset import seam_offset
+from pixperfect.models.seam_offset import DEFAULT_CG, cg_iterations, seam_offset
 
 Baseline = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -122,6 +122,14 @@ def membrane(x_gen: torch.Tensor, mask: torch.Tensor, x_orig: torch.Tensor) -> t
 def seam_offset_(x_gen: torch.Tensor, mask: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
     """The paste-back composite plus the refiner's seam prior (an untrained ``seam_prior`` refiner)."""
     composite = paste_back(x_gen, x_orig, mask).float()
+    iterations = cg_iterations(DEFAULT_CG, *x_gen.shape[-2:])
+    return (composite + seam_offset(composite, mask.float(), iterations=iterations)).clamp(0.0, 1.0).to(x_gen.dtype)
+
+
+def seam_offset_pushpull(x_gen: torch.Tensor, mask: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
+    """``seam_offset`` with the push-pull fill alone (``seam_cg=0``): the row as measured before
+    session 15, and an untrained refiner exported before ``seam_cg`` existed."""
+    composite = paste_back(x_gen, x_orig, mask).float()
     return (composite + seam_offset(composite, mask.float(), iterations=0)).clamp(0.0, 1.0).to(x_gen.dtype)
 
 
@@ -150,5 +158,5 @@ def histogram(gen: np.ndarray, binary: np.ndarray, orig: np.ndarray) -> np.ndarr
 
 
 BASELINES: dict[str, Baseline] = {"input": input_, "paste_back": paste_back_, "poisson": poisson,
-                                  "membrane": membrane, "seam_offset": seam_offset_, "reinhard": reinhard, "histogram": histogram,
+                                  "membrane": membrane, "seam_offset": seam_offset_, "seam_offset_pushpull": seam_offset_pushpull, "reinhard": reinhard, "histogram": histogram,
                                   "poisson_oracle": poisson_oracle}

@@ -4,6 +4,7 @@
     python -m evaluation.bench losses    # tone-map fit+apply vs L1+LPIPS @512² b32; the fit's solve, QR vs SVD; pooling N=8 batched vs sequential
     python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
     python -m evaluation.bench pilot     # PILOT vs optimisation off: time and peak-memory ratio (bench_pilot.py)
+    python -m evaluation.bench prior     # the seam-prior refiner forward: push-pull fill vs the default CG fill
 """
 
 from __future__ import annotations
@@ -319,6 +320,33 @@ def bench_pooling(device: torch.device, repeats: int, pool: int = 8, resolution:
          sequential_ms=round(sequential, 2), speedup=round(sequential / batched, 3), device=device_name(device))
 
 
+def bench_seam_prior(device: torch.device, repeats: int, resolutions=(256, 512), model: str = "cmgan_small") -> None:
+    """What the prior's CG fill (``seam_cg``) costs: the seam-prior refiner's forward with the push-pull
+    fill alone and with the default CG budget, on a photo-like image with a cast."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pixperfect.models.seam_offset import DEFAULT_CG, cg_iterations
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model}", "model.refiner.seam_prior=true"]).model
+    g = torch.Generator().manual_seed(0)
+    for resolution in resolutions:
+        image = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=resolution, mode="bicubic")
+        image = (image + 0.02 * torch.randn(image.shape, generator=g)).clamp(0, 1).to(device)
+        mask = torch.zeros(1, 1, resolution, resolution, device=device)
+        mask[..., resolution // 4: 3 * resolution // 4, resolution // 5: 3 * resolution // 4] = 1
+        image = (image + 0.05 * mask).clamp(0, 1)
+        times = {}
+        for cg in (0.0, DEFAULT_CG):
+            refiner = instantiate(cfg.refiner, seam_cg=cg).to(device).eval()
+            with torch.no_grad():
+                times[cg] = timed(lambda: refiner(image, mask), device, repeats)
+        emit(bench="seam_prior_fill", model=model, resolution=resolution, cg_iterations=cg_iterations(DEFAULT_CG, resolution, resolution),
+             push_pull_ms=round(times[0.0], 2), cg_ms=round(times[DEFAULT_CG], 2),
+             ratio=round(times[DEFAULT_CG] / times[0.0], 3), device=device_name(device))
+
+
 def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, n: int = 24) -> None:
     """CPU part: img/s on one core at 512², with a per-op breakdown; device part: ms/img of the VAE
     round trip (TAEF2 from paths.taef2_dir when present)."""
@@ -418,7 +446,7 @@ def _bench_photos(cfg, resolution: int) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot"], help="which benchmark")
+    parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot", "prior"], help="which benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="refiner: skip the torch.compile variants (minutes to compile on CPU)")
@@ -449,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                       only=args.variants.split(",") if args.variants else None, train_step=not args.no_train_step)
     elif args.what == "simulation":
         bench_simulation(device, args.repeats, resolution=args.resolution)
+    elif args.what == "prior":
+        bench_seam_prior(device, args.repeats)
     else:
         bench_losses(device, args.repeats, batch=args.batch, resolution=args.resolution)
         bench_tone_map_solve(device, args.repeats)

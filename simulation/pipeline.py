@@ -33,18 +33,26 @@ class SimulationPipeline:
 
     ``clean_p``: share of *clean* samples (``x_gen == x_gt``, a mask still drawn) — a refiner must
     learn to leave a good edit alone. ``global_drift``: a subtle change of the *whole* image, not
-    pasted back (a background re-decoded with the edit), applied last.
+    pasted back (a background re-decoded with the edit), applied last. ``paste_p``: share of samples
+    pasted into the scene through the binarised mask (nothing outside it changes).
     """
 
     def __init__(self, masks: MaskGenerator, color_shift: ColorShift | None = None,
                  texture: TextureMismatch | None = None, content_band: ContentBand | None = None,
                  boundary: BoundarySoftening | None = None, global_drift: GlobalDrift | None = None,
-                 clean_p: float = 0.0, alone_p: float = 0.0):
+                 clean_p: float = 0.0, alone_p: float = 0.0, paste_p: float = 0.0):
         if not 0.0 <= clean_p <= 1.0:
             raise ValueError(f"simulation.clean_p must be in [0, 1]; got {clean_p}")
         if not 0.0 <= alone_p <= 1.0:
             raise ValueError(f"simulation.alone_p must be in [0, 1]; got {alone_p}")
+        if not 0.0 <= paste_p <= 1.0:
+            raise ValueError(f"simulation.paste_p must be in [0, 1]; got {paste_p}")
         self.clean_p = float(clean_p)
+        # With this probability the composite is pasted into the scene through the user's mask (binarised
+        # at 0.5): nothing of the edit spills outside it, as when a user refines with the original
+        # (`Refiner(original=…)`) or a pipeline pastes back through the mask. A feathered alpha then
+        # shows as a ramp inside the mask and a step on it. Such a sample gets no global drift.
+        self.paste_p = float(paste_p)
         # With this probability an artifact sample carries ONE family (colour shift, texture, content band
         # or global drift, chosen in proportion to their p), as the benchmark's samples do: drawn
         # independently, a content band comes with a colour cast 80% of the time, so a boundary jump is
@@ -110,8 +118,12 @@ class SimulationPipeline:
         if self._draw(self.boundary, generator):
             alpha = self.boundary(mask, mask, generator)
             applied.append("boundary")
+        pasted = self.paste_p > 0 and float(torch.rand((), generator=generator)) < self.paste_p
+        if pasted:  # paste_p = 0 draws nothing, so every earlier sample stays as it was
+            alpha = alpha * (mask > 0.5)
+            applied.append("paste")
         x_gen = (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
-        if draw(self.global_drift):
+        if draw(self.global_drift) and not pasted:
             x_gen = self.global_drift(x_gen, mask, generator)
             applied.append("global_drift")
         return {"x_gt": scene, "x_gen": x_gen, "mask": mask, "alpha": alpha,

@@ -9,7 +9,7 @@ from PIL import Image
 
 from evaluation.prior_sweep import main, sweep
 from evaluation.sets import load_set
-from pixperfect.models.seam_offset import seam_offset
+from pixperfect.models.seam_offset import DEFAULT_CG, cg_iterations, seam_offset
 
 
 def _write(folder, name, gen, mask, gt, families):
@@ -43,7 +43,7 @@ def test_sweep_scores_the_refiners_view_of_each_variant(tiny_set):
     # the reference, computed directly on the 8-bit images
     d = records[0].decode()
     x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
-    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=cg_iterations(DEFAULT_CG, *x.shape[-2:]), compensate=True)).clamp(0, 1)
     from pixperfect.metrics.image import masked_l1
     assert jump["color_uniform"] == pytest.approx(float(masked_l1(out, gt, m) / masked_l1(x, gt, m)), rel=1e-5)
 
@@ -85,7 +85,7 @@ def test_oracle_gain_is_the_best_gain_per_image_and_bounds_the_variant(tiny_set,
     assert plain["clean"] > 1e-4 and oracle["clean"] == 0.0
     d = records[0].decode()
     x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
-    field = seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)
+    field = seam_offset(x, m, ring=4, shrink=0.0, iterations=cg_iterations(DEFAULT_CG, *x.shape[-2:]), compensate=True)
     best = min(float(masked_l1((x + a * field).clamp(0, 1), gt, m)) for a in np.round(np.arange(-0.5, 2.01, 0.1), 1))
     assert oracle["color_uniform"] == pytest.approx(best / float(masked_l1(x, gt, m)), rel=1e-5)
     assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--oracle-gain"]) == 0
@@ -103,7 +103,7 @@ def test_constant_gain_rows_scale_the_offset(tiny_set, capsys):
     assert table["jump ring=4 shrink=0 ×0"]["color_uniform"] == pytest.approx(1.0)
     d = records[0].decode()
     x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
-    half = (x + 0.5 * seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    half = (x + 0.5 * seam_offset(x, m, ring=4, shrink=0.0, iterations=cg_iterations(DEFAULT_CG, *x.shape[-2:]), compensate=True)).clamp(0, 1)
     expected = float(masked_l1(half, gt, m) / masked_l1(x, gt, m))
     assert table["jump ring=4 shrink=0 ×0.5"]["color_uniform"] == pytest.approx(expected, rel=1e-5)
     assert 0.4 < expected < 0.7  # half the cast is left (a check that the row is not the plain variant)
@@ -117,7 +117,7 @@ def test_output_bits_scores_the_variant_as_an_8_bit_image(tiny_set):
     table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True], output_bits=8)
     d = records[0].decode()
     x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
-    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=0, compensate=True)).clamp(0, 1)
+    out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=cg_iterations(DEFAULT_CG, *x.shape[-2:]), compensate=True)).clamp(0, 1)
     from pixperfect.metrics.image import masked_l1
     as_file = torch.from_numpy(np.array(Image.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))))
     as_file = as_file.permute(2, 0, 1)[None].float() / 255  # the variant written as a PNG and read back
@@ -125,3 +125,34 @@ def test_output_bits_scores_the_variant_as_an_8_bit_image(tiny_set):
     assert table["jump ring=4 shrink=0"]["color_uniform"] == pytest.approx(expected, rel=1e-6)
     float_table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True])
     assert float_table["jump ring=4 shrink=0"]["color_uniform"] != pytest.approx(expected, rel=1e-6)
+
+
+def test_cg_rows_are_the_fill_with_that_budget(tmp_path, capsys):
+    """``--cg`` rows: the push-pull fill then cg × the longer side CG iterations, equal to a direct
+    computation; the default budget is the refiner's and is not named. A gradient cast, where the
+    two fills differ (push-pull is exact for a uniform cast)."""
+    from pixperfect.metrics.image import masked_l1
+
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    clean = np.stack([0.4 + 0.2 * yy, 0.5 + 0.1 * yy, 0.45 - 0.1 * yy], -1)
+    mask = np.zeros((64, 64))
+    mask[16:48, 12:52] = 1
+    cast = clean + mask[..., None] * (xx[..., None] - 0.5) * np.array([0.3, 0.15, -0.15])
+    _write(tmp_path, "c", cast, mask, clean, ["color_gradient"])
+    records = load_set(str(tmp_path))
+    table = sweep(records, rings=[4], shrinks=[0.0], compensates=[True], cgs=[0.0, DEFAULT_CG])
+    assert list(table) == ["jump ring=4 shrink=0 cg=0", "jump ring=4 shrink=0"]
+    d = records[0].decode()
+    x, m, gt = d["x_gen"][None], d["mask"][None], d["x_gt"][None]
+    scores = []
+    for name, iterations in (("jump ring=4 shrink=0 cg=0", 0), ("jump ring=4 shrink=0", 16)):
+        out = (x + seam_offset(x, m, ring=4, shrink=0.0, iterations=iterations, compensate=True)).clamp(0, 1)
+        scores.append(float(masked_l1(out, gt, m) / masked_l1(x, gt, m)))
+        assert table[name]["color_gradient"] == pytest.approx(scores[-1], rel=1e-5)
+    assert scores[1] < 0.9 * scores[0]  # the two rows are different fills: CG follows the gradient
+    assert cg_iterations(DEFAULT_CG, 64, 64) == 16
+    assert main(["--set", str(tmp_path), "--ring", "4", "--shrink", "0", "--compensate", "1", "--cg", "0,0.5"]) == 0
+    names = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert names == ["jump ring=4 shrink=0 cg=0", "jump ring=4 shrink=0 cg=0.5"]
+    with pytest.raises(SystemExit):
+        main(["--set", str(tmp_path), "--cg", "-1"])

@@ -10,7 +10,7 @@ import torch
 
 from evaluation.baselines import BASELINES
 from pixperfect.models import CMGANRefiner
-from pixperfect.models.seam_offset import push_pull_fill, seam_offset
+from pixperfect.models.seam_offset import DEFAULT_CG, cg_iterations, push_pull_fill, seam_offset
 
 
 def _blob_mask(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -167,9 +167,9 @@ def test_refiner_seam_gap_is_a_fraction_of_the_side():
         pasted, mask = pasted.float(), mask.float()
         with torch.no_grad():
             out = refiner(pasted, mask)
-        expected = (pasted + seam_offset(pasted, mask, iterations=0, gap=gap)).clamp(0, 1)
+        expected = (pasted + seam_offset(pasted, mask, iterations=cg_iterations(DEFAULT_CG, *pasted.shape[-2:]), gap=gap)).clamp(0, 1)
         assert torch.allclose(out, expected, atol=1e-6)
-        assert not torch.allclose(out, (pasted + seam_offset(pasted, mask, iterations=0)).clamp(0, 1), atol=1e-3)
+        assert not torch.allclose(out, (pasted + seam_offset(pasted, mask, iterations=cg_iterations(DEFAULT_CG, *pasted.shape[-2:]))).clamp(0, 1), atol=1e-3)
     with pytest.raises(ValueError, match="seam_gap"):
         CMGANRefiner(channels=[8, 16, 32], seam_prior=True, seam_gap=0.5)
 
@@ -208,7 +208,7 @@ def test_untrained_refiner_with_seam_prior_returns_input_plus_offset():
     edited = (image + 0.1 * mask).clamp(0, 1)
     with torch.no_grad():
         out = refiner(edited, mask)
-    expected = (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1)
+    expected = (edited + seam_offset(edited, mask, iterations=cg_iterations(DEFAULT_CG, *edited.shape[-2:]))).clamp(0, 1)
     assert torch.allclose(out, expected, atol=1e-6)
     # the `seam_offset` evaluation row is this refiner at step 0 (background pasted from x_orig)
     assert torch.allclose(BASELINES["seam_offset"](edited, mask, edited), out, atol=1e-6)
@@ -234,7 +234,7 @@ def test_a_fixed_gain_adds_the_offset_as_it_is(tmp_path):
         for p in (*refiner.to_rgb.parameters(), *refiner.global_affine.parameters()):
             p.zero_()
         out = refiner(edited, mask)
-    assert torch.allclose(out, (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(out, (edited + seam_offset(edited, mask, iterations=cg_iterations(DEFAULT_CG, *edited.shape[-2:]))).clamp(0, 1), atol=1e-6)
     refiner.save_pretrained(tmp_path)
     assert CMGANRefiner.from_pretrained(tmp_path).seam_gain is False
 
@@ -380,20 +380,22 @@ def test_james_stein_leaves_an_edit_without_a_cast_alone_where_wiener_moves_it()
 
 
 def test_refiner_seam_shrinkage_round_trips_and_old_exports_keep_wiener(tmp_path):
-    """The rule is part of the refiner's config; an export saved before the option existed (no
-    ``seam_shrinkage`` in config.json) loads with the rule it was trained with, Wiener."""
+    """The rule and the fill are part of the refiner's config; an export saved before the options
+    existed (no ``seam_shrinkage`` or ``seam_cg`` in config.json) loads with the prior it was trained
+    with: Wiener, push-pull fill only."""
     import json
 
     refiner = CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
-    assert refiner.seam_shrinkage == "james_stein"
+    assert refiner.seam_shrinkage == "james_stein" and refiner.seam_cg == 0.25
     refiner.save_pretrained(tmp_path / "new")
-    assert CMGANRefiner.from_pretrained(tmp_path / "new").seam_shrinkage == "james_stein"
+    new = CMGANRefiner.from_pretrained(tmp_path / "new")
+    assert new.seam_shrinkage == "james_stein" and new.seam_cg == 0.25
     refiner.save_pretrained(tmp_path / "old")
     config = json.loads((tmp_path / "old" / "config.json").read_text())
-    del config["seam_shrinkage"]
+    del config["seam_shrinkage"], config["seam_cg"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     old = CMGANRefiner.from_pretrained(tmp_path / "old")
-    assert old.seam_shrinkage == "wiener"
+    assert old.seam_shrinkage == "wiener" and old.seam_cg == 0.0
     g = torch.Generator().manual_seed(4)
     x = 0.5 + 0.03 * torch.randn(1, 3, 48, 48, generator=g)
     m = _blob_mask(48, 48, seed=1).float()
@@ -407,10 +409,14 @@ def test_refiner_seam_shrinkage_round_trips_and_old_exports_keep_wiener(tmp_path
     ckpt = {"pixperfect": {"refiner_class": "pixperfect.models.refiner.CMGANRefiner", "refiner_config": config},
             "state_dict": {EMA_PREFIX + k: v for k, v in refiner.state_dict().items()}}
     assert refiner_from_checkpoint(tmp_path / "old.ckpt", ckpt=ckpt).seam_shrinkage == "wiener"
+    assert refiner_from_checkpoint(tmp_path / "old.ckpt", ckpt=ckpt).seam_cg == 0.0
     ckpt["pixperfect"]["refiner_config"] = dict(refiner.config)  # a checkpoint written now keeps its rule
     assert refiner_from_checkpoint(tmp_path / "new.ckpt", ckpt=ckpt).seam_shrinkage == "james_stein"
+    assert refiner_from_checkpoint(tmp_path / "new.ckpt", ckpt=ckpt).seam_cg == 0.25
     with pytest.raises(ValueError, match="seam_shrinkage must be one of"):
         CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_shrinkage="hard")
+    with pytest.raises(ValueError, match="seam_cg is CG iterations per px"):
+        CMGANRefiner(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True, seam_cg=-1)
 
 
 def test_half_precision_input_gives_the_float32_offset():
@@ -443,10 +449,55 @@ def test_resuming_a_checkpoint_with_another_seam_rule_is_refused_with_the_fix():
 
     now = module(seam_prior=True)
     saved = now.state_dict()
-    old_config = {k: v for k, v in now.refiner.config.items() if k != "seam_shrinkage"}
+    old_config = {k: v for k, v in now.refiner.config.items() if k not in ("seam_shrinkage", "seam_cg")}
     old = {"pixperfect": {"refiner_config": old_config}, "state_dict": saved}
     with pytest.raises(ValueError, match="model.refiner.seam_shrinkage=wiener"):
         now.on_load_checkpoint(old)
-    module(seam_prior=True, seam_shrinkage="wiener").on_load_checkpoint(old)  # continued as trained
+    with pytest.raises(ValueError, match="model.refiner.seam_cg=0.0"):  # and its fill was push-pull only
+        module(seam_prior=True, seam_shrinkage="wiener").on_load_checkpoint(old)
+    module(seam_prior=True, seam_shrinkage="wiener", seam_cg=0.0).on_load_checkpoint(old)  # continued as trained
     now.on_load_checkpoint({"pixperfect": {"refiner_config": dict(now.refiner.config)}})  # a checkpoint of today
     module().on_load_checkpoint({"pixperfect": {"refiner_config": {**old_config, "seam_prior": False}}})
+
+
+def test_cg_fill_follows_a_cast_that_varies_along_the_seam(cbsd68_photos):
+    """A cast that changes linearly across the edit (the benchmark's gradient cast): its jump varies
+    along the seam, and the push-pull fill smooths it towards its mean. The default CG budget
+    (``seam_cg``: 0.25 × the side = 32 iterations at 128²) takes the fill towards the harmonic one,
+    which a linear cast is: on real photos it leaves less than 0.8 of push-pull's residual."""
+    from conftest import load_photo
+
+    m = torch.zeros(1, 1, 128, 128)
+    m[..., 32:96, 24:104] = 1
+    ramp = torch.linspace(-1, 1, 128).view(1, 1, 1, 128) * torch.tensor([0.08, 0.04, -0.04]).view(1, 3, 1, 1)
+    for path in cbsd68_photos[:4]:
+        photo = load_photo(path, 128)[None]
+        edited = (photo + ramp * m).clamp(0, 1)
+
+        def residual(iterations):
+            fixed = (edited + seam_offset(edited, m, iterations=iterations)).clamp(0, 1)
+            return float(((fixed - photo).abs() * m).sum())
+
+        assert cg_iterations(DEFAULT_CG, 128, 128) == 32
+        assert residual(32) < 0.8 * residual(0) < 0.8 * float(((edited - photo).abs() * m).sum())
+
+
+def test_refiner_seam_cg_is_the_fill_it_runs_and_the_pushpull_baseline_is_cg_0():
+    """On a gradient cast (where the two fills differ) the untrained refiner returns x + the offset with
+    its own CG budget; ``seam_cg=0`` returns the push-pull offset, which the ``seam_offset_pushpull``
+    baseline reproduces, while ``seam_offset`` is the default refiner at step 0."""
+    g = torch.Generator().manual_seed(11)
+    image = 0.4 + 0.1 * torch.rand(1, 3, 64, 64, generator=g)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 12:52, 8:56] = 1
+    ramp = torch.linspace(-1, 1, 64).view(1, 1, 1, 64) * torch.tensor([0.2, 0.1, -0.1]).view(1, 3, 1, 1)
+    edited = (image + ramp * mask).clamp(0, 1)
+    kw = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, seam_prior=True)
+    with torch.no_grad():
+        cg_out = CMGANRefiner(**kw)(edited, mask)
+        pp_out = CMGANRefiner(**kw, seam_cg=0.0)(edited, mask)
+    assert torch.allclose(cg_out, (edited + seam_offset(edited, mask, iterations=16)).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(pp_out, (edited + seam_offset(edited, mask, iterations=0)).clamp(0, 1), atol=1e-6)
+    assert (cg_out - pp_out).abs().max() > 1e-3
+    assert torch.allclose(BASELINES["seam_offset"](edited, mask, edited), cg_out, atol=1e-6)
+    assert torch.allclose(BASELINES["seam_offset_pushpull"](edited, mask, edited), pp_out, atol=1e-6)

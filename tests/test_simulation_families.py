@@ -256,3 +256,33 @@ def test_public_call_with_only_color_shift_leaves_the_outside_untouched(photos, 
         outside = out["mask"].expand_as(photo) == 0
         assert torch.equal(out["x_gen"][outside], photo[outside]) and torch.equal(out["x_gt"], photo)
         assert not torch.equal(out["x_gen"], photo)
+
+
+def test_pasted_samples_keep_the_scene_outside_the_mask_and_feather_inside(photos):
+    """paste_p=1: nothing of the edit spills outside the (binary) mask; a blurred alpha shows as a ramp
+    inside it, so the seam is a step on the mask. paste_p=0 draws nothing: the samples of a pipeline
+    without the option, bit for bit."""
+    families = dict(color_shift=ColorShift(p=1.0, alpha_kinds=["constant"]),
+                    boundary=BoundarySoftening(p=1.0, radius=(0, 0), blur_sigma=(3.0, 3.0), p_blur=1.0))
+    pasted = SimulationPipeline(MaskGenerator(object_p=1.0), paste_p=1.0, **families)
+    spilled = SimulationPipeline(MaskGenerator(object_p=1.0), **families)
+    for i, photo in enumerate(photos[:3]):
+        a, b = pasted(photo, g(i), mask=box_mask()), spilled(photo, g(i), mask=box_mask())
+        outside = box_mask().expand(3, -1, -1) == 0
+        assert torch.equal(a["x_gen"][outside], a["x_gt"][outside]) and "paste" in a["applied"]
+        assert (b["x_gen"][outside] - b["x_gt"][outside]).abs().max() > 0.01  # the feathered cast spills
+        assert torch.equal(a["x_gen"][~outside], b["x_gen"][~outside])  # inside, the same feathered edit
+        inner = a["alpha"][0, 32:96, 32:96]
+        assert inner.min() < 0.7 and inner.max() > 0.99 and a["alpha"][0][box_mask()[0] == 0].max() == 0
+    zero = SimulationPipeline(MaskGenerator(object_p=0.0), paste_p=0.0, **families)
+    tiny = SimulationPipeline(MaskGenerator(object_p=0.0), paste_p=1e-12, **families)  # draws, never pastes
+    for s in range(4):
+        ga, gb = g(s), g(s)
+        x, y = zero(photos[0], ga), tiny(photos[0], gb)
+        assert torch.equal(x["x_gen"], y["x_gen"]) and x["applied"] == y["applied"]
+        assert not torch.equal(ga.get_state(), gb.get_state())  # the one extra draw: paste_p=0 makes none
+        fresh = g(s)
+        SimulationPipeline(MaskGenerator(object_p=0.0), **families)(photos[0], fresh)
+        assert torch.equal(fresh.get_state(), ga.get_state())  # paste_p=0 consumes what the old pipeline did
+    with pytest.raises(ValueError, match="paste_p"):
+        SimulationPipeline(MaskGenerator(), paste_p=1.5)

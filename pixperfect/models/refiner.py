@@ -26,7 +26,7 @@ from pixperfect.models.blocks import (
     lrelu,
 )
 from pixperfect.models.pretrained import PretrainedMixin
-from pixperfect.models.seam_offset import SHRINKAGES, seam_offset
+from pixperfect.models.seam_offset import DEFAULT_CG, SHRINKAGES, cg_iterations, seam_offset
 from pixperfect.utils import check_image_and_mask, pad_to_multiple
 
 
@@ -99,7 +99,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             colour jump across the mask boundary, filled smoothly into the edit) as three more
             input channels, and add it to the output through a per-pixel gain the head predicts,
             ``x + (1 + g)·offset + Δ``. The untrained refiner then returns ``x + offset`` (a
-            training-free seam fix: 0.68× the input's masked L1 on the demo's held-out set), and
+            training-free seam fix: 0.65× the input's masked L1 on the demo's held-out set), and
             training learns where not to apply it (texture-only and re-inpainted seams). Not in
             the paper; measured in the README ("The seam prior").
         seam_gain: with ``seam_prior``, predict the gain g (true) or add the offset as it is
@@ -110,6 +110,10 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         seam_shrinkage: how the prior turns a jump within the noise down: ``"james_stein"`` sets
             it to zero (an edit without a cast is left alone), ``"wiener"`` only scales it down
             (the prior before session 10; exports saved before the option load with it).
+        seam_cg: conjugate-gradient iterations that take the prior's push-pull fill towards the exact
+            membrane, as a fraction of the image's longer side (0.25 = 64 at 256²; 0 = push-pull
+            only, the prior before session 15, with which older exports load). A cast that varies
+            along the seam is filled harmonically instead of being smoothed towards its mean.
 
     Forward: ``x_gen`` N×3×H×W in [0, 1], ``mask`` N×1×H×W (1 = edited) → N×3×H×W in [0, 1].
     Any H×W: inputs are padded to a multiple of ``2**(len(channels)-1)`` inside and cropped back.
@@ -130,6 +134,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         seam_gain: bool = True,
         seam_gap: float = 0.0,
         seam_shrinkage: str = "james_stein",
+        seam_cg: float = DEFAULT_CG,
         cast_gate: bool = False,
     ):
         super().__init__()
@@ -149,6 +154,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if seam_shrinkage not in SHRINKAGES:
             raise ValueError(f"seam_shrinkage must be one of {SHRINKAGES}; got {seam_shrinkage!r}")
         self.seam_shrinkage = seam_shrinkage
+        if not 0.0 <= seam_cg <= 8.0:
+            raise ValueError(f"seam_cg is CG iterations per px of the longer side, in [0, 8]; got {seam_cg}")
+        self.seam_cg = float(seam_cg)
         self.stem = Conv2d(7 if self.seam_prior else 4, channels[0], 3)
         self.down = nn.ModuleList(DownBlock(channels[i], channels[i + 1]) for i in range(len(channels) - 1))
         self.bottleneck = nn.Sequential(*(FFCResBlock(channels[-1], ffc_global_ratio) for _ in range(num_ffc_blocks)))
@@ -185,6 +193,8 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         """An export's config from before an option existed keeps the behaviour it was trained with."""
         if config.get("seam_prior") and "seam_shrinkage" not in config:
             config = {**config, "seam_shrinkage": "wiener"}
+        if config.get("seam_prior") and "seam_cg" not in config:
+            config = {**config, "seam_cg": 0.0}
         return config
 
     def forward(self, x_gen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -203,7 +213,8 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if self.seam_prior:
             with torch.no_grad():  # a fixed function of the input, like the mask
                 gap = max(1, round(self.seam_gap * min(h0, w0)))
-                offset = seam_offset(image.detach(), m, iterations=0, gap=gap, shrinkage=self.seam_shrinkage)
+                offset = seam_offset(image.detach(), m, iterations=cg_iterations(self.seam_cg, h0, w0), gap=gap,
+                                     shrinkage=self.seam_shrinkage)
             inputs.append(2.0 * offset)
         x = lrelu(self.stem(torch.cat(inputs, dim=1)))
         skips = []

@@ -18,8 +18,9 @@ the seam, which average out, do not move the edit, and a cast, which does not av
 
 The fill is push-pull interpolation (Gortler et al., 1996) of the step; with ``iterations`` it is
 refined by batched conjugate gradients on the masked 5-point Laplacian to the exact membrane (the
-``membrane`` baseline). The refiner uses the push-pull fill alone: smoother, cheaper, and it harms
-texture less (README table). Hand-written because
+``membrane`` baseline). The refiner runs a short CG budget on its shrunk jump (``seam_cg``: 0.25
+iterations per px of the longer side), which follows a cast that varies along the seam where
+push-pull alone smooths it towards its mean (README, "The fill"). Hand-written because
 no library in the stack solves a batched masked Poisson problem in torch (OpenCV's
 ``seamlessClone`` is per image, on CPU, and reads the original under the mask).
 """
@@ -102,6 +103,7 @@ def _jump(image: torch.Tensor, m: torch.Tensor, inside: torch.Tensor, dy: int, d
 
 
 SHRINKAGES = ("james_stein", "wiener")
+DEFAULT_CG = 0.25  # the prior's CG iterations per px of the longer side (64 at 256²); README "The fill"
 DEFAULT_SHRINK = {"james_stein": 6.0, "wiener": 8.0}  # each chosen on the validation set (README, "The seam prior")
 
 
@@ -154,6 +156,12 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
             mean = mean * signal / (signal + noise + 1e-12)
         step_sum = mean * crossings
     return step_sum, crossings
+
+
+def cg_iterations(fraction: float, height: int, width: int) -> int:
+    """The conjugate-gradient budget of the prior's fill: ``fraction`` of the longer side, so the
+    fill reaches as far, relative to the image, at every resolution (0: the push-pull start only)."""
+    return round(fraction * max(height, width))
 
 
 def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None, shrink: float | None = None,

@@ -202,20 +202,23 @@ class PixPerfectModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # the corrupt-sample count goes on from where the interrupted run stopped
         self.skipped_total = int(checkpoint.get("pixperfect_data", {}).get("skipped_total", 0))
-        self._check_seam_shrinkage(checkpoint)
+        self._check_seam_prior(checkpoint)
 
-    def _check_seam_shrinkage(self, checkpoint: dict) -> None:
-        """A run resumed from a checkpoint whose seam prior used another rule would change its input
-        mid-training without a word (checkpoints from before ``seam_shrinkage`` existed used Wiener):
-        refuse, naming the override that continues the run as it was trained."""
+    def _check_seam_prior(self, checkpoint: dict) -> None:
+        """A run resumed from a checkpoint whose seam prior was computed otherwise would change its input
+        mid-training without a word (checkpoints from before ``seam_shrinkage`` existed used Wiener, those
+        from before ``seam_cg`` the push-pull fill alone): refuse, naming the override that continues the
+        run as it was trained."""
         saved = checkpoint.get("pixperfect", {}).get("refiner_config")
         upgrade = getattr(type(self.refiner), "upgrade_config", None)
         if not saved or upgrade is None or not saved.get("seam_prior"):
             return
-        was, now = upgrade(dict(saved)).get("seam_shrinkage"), getattr(self.refiner, "seam_shrinkage", None)
-        if was is not None and now is not None and was != now:
-            raise ValueError(f"this checkpoint's seam prior used seam_shrinkage={was!r}, the run's config says {now!r}: "
-                             f"resume with model.refiner.seam_shrinkage={was} (or start a new run)")
+        saved = upgrade(dict(saved))
+        for key in ("seam_shrinkage", "seam_cg"):
+            was, now = saved.get(key), getattr(self.refiner, key, None)
+            if was is not None and now is not None and was != now:
+                raise ValueError(f"this checkpoint's seam prior used {key}={was!r}, the run's config says {now!r}: "
+                                 f"resume with model.refiner.{key}={was} (or start a new run)")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pixperfect_data"] = {"skipped_total": self.skipped_total}
