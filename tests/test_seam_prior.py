@@ -501,3 +501,18 @@ def test_refiner_seam_cg_is_the_fill_it_runs_and_the_pushpull_baseline_is_cg_0()
     assert (cg_out - pp_out).abs().max() > 1e-3
     assert torch.allclose(BASELINES["seam_offset"](edited, mask, edited), cg_out, atol=1e-6)
     assert torch.allclose(BASELINES["seam_offset_pushpull"](edited, mask, edited), pp_out, atol=1e-6)
+
+
+def test_a_samples_fill_is_the_same_alone_or_in_a_batch():
+    """CG stops each (sample, channel) at its own convergence, so a batch-mate that converges later
+    (a large edit next to a tiny one) does not keep iterating the other: batched equals alone."""
+    g = torch.Generator().manual_seed(5)
+    image = (0.4 + 0.2 * torch.rand(2, 3, 64, 64, generator=g))
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, :, 20:44, 20:47] = 1  # converges in about 40 iterations
+    mask[1, :, 4:60, 6:58] = 1    # needs the whole budget
+    image = image + torch.tensor([0.1, -0.05, 0.05]).view(1, 3, 1, 1) * mask
+    both = seam_offset(image, mask, iterations=200)
+    for i in range(2):
+        alone = seam_offset(image[i:i + 1], mask[i:i + 1], iterations=200)
+        assert torch.equal(both[i:i + 1], alone), float((both[i:i + 1] - alone).abs().max())

@@ -203,22 +203,26 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
     return (x * m).to(out_dtype)
 
 
-def _conjugate_gradient(apply_a, b: torch.Tensor, x: torch.Tensor, iterations: int, tol: float = 1e-5) -> torch.Tensor:
-    """Batched CG for A x = b per (sample, channel); stops early when every residual is below
-    ``tol`` times its right-hand side's norm."""
+@torch.compiler.disable  # a data-dependent loop: torch.compile would unroll it and break the graph at each stop check
+def _conjugate_gradient(apply_a, b: torch.Tensor, x: torch.Tensor, iterations: int, tol: float = 1e-7) -> torch.Tensor:
+    """Batched CG for A x = b per (sample, channel). Each (sample, channel) freezes at the first
+    iteration its residual is below ``tol`` times its right-hand side's norm, so a sample's fill is
+    the same alone or in any batch; the loop ends early once all have frozen."""
     dims = (2, 3)
     r = b - apply_a(x)
     p = r.clone()
     rr = (r * r).sum(dims, keepdim=True)
     stop = (tol**2) * (b * b).sum(dims, keepdim=True).clamp_min(1e-20)
+    active = rr > stop
     for i in range(iterations):
         ap = apply_a(p)
-        alpha = rr / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
+        alpha = torch.where(active, rr / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30), 0.0)
         x = x + alpha * p
         r = r - alpha * ap
         rr_new = (r * r).sum(dims, keepdim=True)
-        if i % 16 == 15 and bool((rr_new <= stop).all()):
-            break
-        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        p = torch.where(active, r + (rr_new / rr.clamp_min(1e-30)) * p, p)
         rr = rr_new
+        active = active & (rr > stop)
+        if i % 16 == 15 and not bool(active.any()):  # (a host sync: not every iteration)
+            break
     return x
