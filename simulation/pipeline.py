@@ -122,9 +122,12 @@ class SimulationPipeline:
         if pasted:  # paste_p = 0 draws nothing, so every earlier sample stays as it was
             alpha = alpha * (mask > 0.5)
             applied.append("paste")
-        x_gen = (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
+        # an edit no family changed is the scene itself: paste it exactly (α·x + (1 − α)·x is not x in floats)
+        x_gen = scene.clone() if edit is scene else (alpha * edit + (1.0 - alpha) * scene).clamp(0.0, 1.0)
         if draw(self.global_drift) and not pasted:
             x_gen = self.global_drift(x_gen, mask, generator)
             applied.append("global_drift")
+        if not set(applied) - {"boundary", "paste"}:  # nothing but the seam's shape was drawn: a clean sample
+            applied.append("clean")
         return {"x_gt": scene, "x_gen": x_gen, "mask": mask, "alpha": alpha,
                 "vae": torch.tensor(vae), "applied": applied}

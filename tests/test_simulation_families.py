@@ -286,3 +286,24 @@ def test_pasted_samples_keep_the_scene_outside_the_mask_and_feather_inside(photo
         assert torch.equal(fresh.get_state(), ga.get_state())  # paste_p=0 consumes what the old pipeline did
     with pytest.raises(ValueError, match="paste_p"):
         SimulationPipeline(MaskGenerator(), paste_p=1.5)
+
+
+def test_a_sample_no_family_changed_is_labelled_clean_and_is_its_target_bit_for_bit(photos):
+    """A boundary drawn alone, or global drift drawn alone on a pasted sample (which gets no drift),
+    leaves the edit as the scene: x_gen must then equal x_gt exactly (a soft alpha blend of x with
+    itself is not x in floats) and the sample is labelled ``clean`` as well as ``boundary``."""
+    from simulation.ops.global_drift import GlobalDrift
+
+    seam = BoundarySoftening(p=1.0, radius=(-2, 2), blur_sigma=(1.0, 3.0), p_blur=1.0)
+    seam_only = SimulationPipeline(MaskGenerator(object_p=1.0), boundary=seam)
+    drift_pasted = SimulationPipeline(MaskGenerator(object_p=1.0), boundary=seam, global_drift=GlobalDrift(p=1.0),
+                                      alone_p=1.0, paste_p=1.0)
+    drift = SimulationPipeline(MaskGenerator(object_p=1.0), boundary=seam, global_drift=GlobalDrift(p=1.0))
+    for i, photo in enumerate(photos[:3]):
+        for pipe in (seam_only, drift_pasted):
+            out = pipe(photo, g(i), mask=box_mask())
+            assert out["applied"][0] == "boundary" and out["applied"][-1] == "clean"
+            assert torch.equal(out["x_gen"], out["x_gt"])
+            assert out["alpha"][0, 30:34, 64].min() < 0.99  # the seam was drawn soft all the same
+        drifted = drift(photo, g(i), mask=box_mask())  # not pasted: drift applies, the sample is not clean
+        assert drifted["applied"] == ["boundary", "global_drift"] and (drifted["x_gen"] - drifted["x_gt"]).abs().max() > 1e-3
