@@ -454,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="refiner: comma list of speed variants to time besides plain (default: all on CUDA, channels_last on CPU)")
     parser.add_argument("--no-train-step", action="store_true", help="refiner: skip the cmgan_small training step")
     parser.add_argument("--pool", type=int, default=None, help="refiner: pooling variants to time (default 8 on CUDA, 0 = skip on CPU)")
-    parser.add_argument("--batch", type=int, default=32, help="losses: batch size")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="losses: batch size (default 32 on CUDA, 4 on CPU: LPIPS at 512² b32 takes minutes per call there)")
     parser.add_argument("--resolution", type=int, default=512, help="losses, refiner: image side")
     parser.add_argument("--pool-resolution", type=int, default=256, help="pooling: image side")
     parser.add_argument("--size", default=None, choices=["tiny", "small", "sd15"],
@@ -480,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "prior":
         bench_seam_prior(device, args.repeats)
     else:
-        bench_losses(device, args.repeats, batch=args.batch, resolution=args.resolution)
+        batch = args.batch or (32 if device.type == "cuda" else 4)
+        bench_losses(device, args.repeats, batch=batch, resolution=args.resolution)
         bench_tone_map_solve(device, args.repeats)
         bench_pooling(device, args.repeats, resolution=args.pool_resolution)
     return 0
