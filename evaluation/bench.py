@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "prior":
         bench_seam_prior(device, args.repeats)
     else:
-        batch = args.batch or (32 if device.type == "cuda" else 4)
+        batch = args.batch if args.batch is not None else (32 if device.type == "cuda" else 4)
         bench_losses(device, args.repeats, batch=batch, resolution=args.resolution)
         bench_tone_map_solve(device, args.repeats)
         bench_pooling(device, args.repeats, resolution=args.pool_resolution)

@@ -141,6 +141,22 @@ def test_clean_recipe_is_all_clean(cbsd68, tmp_path):
         assert torch.equal(s["x_gen"], s["x_gt"]) and rec.meta["families"] == ["clean"] and s["mask"].sum() > 0
 
 
+def test_simulation_samples_nothing_changed_are_labelled_clean(cbsd68, tmp_path):
+    """A simulation sample whose only draws shape the seam (boundary) or run on the device (the VAE
+    round trip, which make_set does not run) is its target: labelled ``clean``, and x_gen == x_gt."""
+    overrides = ["clean_p=0", "color_shift=null", "content_band=null", "global_drift=null", "texture.p=0.5",
+                 "texture.smooth_p=0", "texture.jpeg_p=0", "texture.noise_p=0", "texture.resynth_p=0", "texture.vae_p=1",
+                 "boundary.p=1"]
+    make_set(cbsd68, tmp_path / "sim", "simulation", size=48, seed=0, limit=3, per_image=4, simulation="demo",
+             sim_overrides=overrides)
+    records = list(load_set(str(tmp_path / "sim")))
+    assert len(records) == 12
+    for rec in records:
+        s = rec.decode()
+        assert "boundary" in rec.meta["families"] and rec.meta["families"][-1] == "clean", rec.meta["families"]
+        assert torch.equal(s["x_gen"], s["x_gt"])
+
+
 def test_simulation_recipe_takes_a_named_config_and_overrides(cbsd68, tmp_path):
     """``--simulation demo --sim-override …``: the demo's simulation with every colour cast on and
     every seam hard and on the mask, so each sample's edit differs from its target only inside

@@ -207,7 +207,8 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
 def _conjugate_gradient(apply_a, b: torch.Tensor, x: torch.Tensor, iterations: int, tol: float = 1e-7) -> torch.Tensor:
     """Batched CG for A x = b per (sample, channel). Each (sample, channel) freezes at the first
     iteration its residual is below ``tol`` times its right-hand side's norm, so a sample's fill is
-    the same alone or in any batch; the loop ends early once all have frozen."""
+    the same alone or in any batch (bit for bit on CPU; elsewhere up to how the per-sample sums
+    round); the loop ends early once all have frozen."""
     dims = (2, 3)
     r = b - apply_a(x)
     p = r.clone()
