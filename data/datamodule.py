@@ -141,6 +141,7 @@ class ShardDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         crop_scale: Sequence[float] = (0.25, 1.0),
         downscale: Sequence[float] | None = None,
+        decode_cache: int = 0,
         use_shard_masks: bool = True,
         seed: int = 0,
         pin_memory: bool = False,
@@ -161,7 +162,7 @@ class ShardDataModule(L.LightningDataModule):
         self.train_shards = train_shards
         self.val_shards = val_shards
         self.processor = SampleProcessor(resolution, simulation, crop_scale=crop_scale, use_shard_masks=use_shard_masks,
-                                         downscale=downscale)
+                                         downscale=downscale, decode_cache=decode_cache)
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers

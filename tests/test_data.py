@@ -284,3 +284,46 @@ def test_demo_photos_cli_writes_the_pixels_the_shards_hold(tmp_path, capsys):
     assert (tmp_path / "a_file").read_text() == "x"  # nothing lost
     with pytest.raises(SystemExit):  # the held-out photos are the closing evaluation's, at full size
         main([str(tmp_path / "v"), "--split", "val"])
+
+
+def test_decode_cache_gives_the_same_samples_and_decodes_each_photo_once(tmp_path, simulation, monkeypatch):
+    """The cache only saves work: a cached stream's samples equal an uncached one's bit for bit, and
+    each photo is decoded once however often it is drawn."""
+    import data.stream as stream_module
+
+    calls = []
+    real = stream_module.decode_sample
+    monkeypatch.setattr(stream_module, "decode_sample", lambda raw: calls.append(raw["__key__"]) or real(raw))
+    raws = [{"__key__": f"k{i}", "png": png_bytes(i, size=(64, 80))} for i in range(3)]
+    raws[0]["mask.png"] = png_bytes(9, size=(64, 80), mode="L")
+    shard = write_shard(tmp_path / "s.tar", raws)
+    plain, cached = SampleProcessor(32, simulation), SampleProcessor(32, simulation, decode_cache=4)
+    streams = [list(ShardStream([shard], p, resampled=True, epoch_length=12, shuffle_buffer=4, seed=1))
+               for p in (plain, cached)]
+    assert len(calls) == 12 + 3  # the plain stream decodes every draw, the cached one each photo once
+    for a, b in zip(*streams, strict=True):
+        assert a["key"] == b["key"]
+        for k in ("x_gt", "x_gen", "mask", "alpha"):
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_decode_cache_is_bounded_keyed_by_content_and_never_handed_out(simulation):
+    proc = SampleProcessor(32, simulation, decode_cache=2)
+    a = {"__key__": "same", "__url__": "a.tar", "png": png_bytes(1)}
+    b = {"__key__": "same", "__url__": "a.tar", "png": png_bytes(2)}  # equal key, other bytes
+    c = {"__key__": "c", "png": png_bytes(3)}
+    assert not torch.equal(proc.decode(a)["image"], proc.decode(b)["image"])
+    proc.decode(c)
+    assert len(proc._decoded) == 2  # least recently used (a) evicted
+    first = proc.decode(c)
+    first["image"].zero_()  # a caller that writes into its sample ...
+    first["scale"] = 0.5
+    again = proc.decode(c)  # ... leaves the cached photo as decoded
+    assert torch.equal(again["image"], decode_sample(c)["image"]) and "scale" not in again
+    bad = {"__key__": "bad", "png": b"not a png"}
+    for _ in range(2):  # a corrupt sample is refused every time, never cached
+        with pytest.raises(CorruptSample):
+            proc.decode(bad)
+    for value in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="decode_cache"):
+            SampleProcessor(32, simulation, decode_cache=value)
