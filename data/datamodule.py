@@ -153,7 +153,8 @@ class ShardDataModule(L.LightningDataModule):
                 "(webdataset shards made with `python -m data.make_shards SRC OUT`)"
             )
         for name, value, lowest in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                    ("resolution", resolution, 16), ("shuffle_buffer", shuffle_buffer, 0)):
+                                    ("resolution", resolution, 16), ("shuffle_buffer", shuffle_buffer, 0),
+                                    ("decode_cache", decode_cache, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
                 raise DataError(f"data.{name} must be an integer >= {lowest}; got {value!r}")
         expand_shards(train_shards, "data.train_shards")  # fail now, not after the model is built

@@ -55,9 +55,12 @@ class SampleProcessor:
     Deterministic: the output is a pure function of the raw sample and ``seed``.
 
     ``decode_cache`` keeps the last N decoded photos (0 = none). A small photo set drawn over and
-    over (the demo's 7 photos, ``cpu_small``'s 48) is decoded once instead of once per crop: decoding
-    the whole photo was 62% of the time a 64² demo sample took (cProfile, 160 samples). Each worker
-    holds its own cache, up to N decoded photos of 12 bytes a pixel.
+    over (the demo's 7 photos, ``cpu_small``'s 48) is decoded once per reader and epoch instead of
+    once per crop: decoding the whole photo was 62% of the time a 64² demo sample took (cProfile,
+    160 samples). Each reader holds its own cache (a data worker, or the training process when
+    ``num_workers`` is 0; workers are not persistent, so theirs starts empty each epoch), up to N
+    photos at 12 bytes a pixel (16 with a mask) plus their encoded bytes. The validation set and
+    previews go through the same processor, so their photos also pass through the cache.
     """
 
     def __init__(self, resolution: int, simulation: Callable, crop_scale: Sequence[float] = (0.25, 1.0),

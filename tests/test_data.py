@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from data.datamodule import FixedSimulatedSet, ShardDataModule, collate
 from data.decode import CorruptSample, decode_image, decode_sample
 from data.demo import VAL_PHOTOS, write_demo_shards
+from data.errors import DataError
 from data.make_shards import main as make_shards_main
 from data.make_shards import make_shards
 from data.stream import SampleProcessor, ShardStream
@@ -313,8 +314,9 @@ def test_decode_cache_is_bounded_keyed_by_content_and_never_handed_out(simulatio
     b = {"__key__": "same", "__url__": "a.tar", "png": png_bytes(2)}  # equal key, other bytes
     c = {"__key__": "c", "png": png_bytes(3)}
     assert not torch.equal(proc.decode(a)["image"], proc.decode(b)["image"])
+    proc.decode(a)  # a used again: b is now the least recently used
     proc.decode(c)
-    assert len(proc._decoded) == 2  # least recently used (a) evicted
+    assert [dict(k)["png"] for k in proc._decoded] == [a["png"], c["png"]]  # b evicted, not the oldest entry
     first = proc.decode(c)
     first["image"].zero_()  # a caller that writes into its sample ...
     first["scale"] = 0.5
@@ -324,6 +326,11 @@ def test_decode_cache_is_bounded_keyed_by_content_and_never_handed_out(simulatio
     for _ in range(2):  # a corrupt sample is refused every time, never cached
         with pytest.raises(CorruptSample):
             proc.decode(bad)
+    assert len(proc._decoded) == 2 and all(dict(k)["__key__"] != "bad" for k in proc._decoded)
+    odd = {"__key__": "odd", "png": png_bytes(4), "extra": ["unhashable"]}  # decoded without the cache
+    assert torch.equal(proc.decode(odd)["image"], decode_sample(odd)["image"]) and len(proc._decoded) == 2
     for value in (-1, 1.5, True):
         with pytest.raises(ValueError, match="decode_cache"):
             SampleProcessor(32, simulation, decode_cache=value)
+    with pytest.raises(DataError, match="decode_cache"):  # train.py turns a DataError into one line, exit 2
+        ShardDataModule("unused.tar", simulation, decode_cache=-1)
