@@ -56,9 +56,10 @@ class SampleProcessor:
 
     ``decode_cache`` keeps the last N decoded photos (0 = none). A small photo set drawn over and
     over (the demo's 7 photos, ``cpu_small``'s 48) is decoded once per reader and epoch instead of
-    once per crop: decoding the whole photo was 62% of the time a 64² demo sample took (cProfile,
-    160 samples). Each reader holds its own cache (a data worker, or the training process when
-    ``num_workers`` is 0; workers are not persistent, so theirs starts empty each epoch), up to N
+    once per crop: decoding the whole photo is 64% of the demo's uncached batch time
+    (``python -m evaluation.bench data``). Each reader holds its own cache (a data worker, or the
+    training process when ``num_workers`` is 0; workers are not persistent, so theirs starts empty
+    each epoch), up to N
     photos at 12 bytes a pixel (16 with a mask) plus their encoded bytes. The validation set and
     previews go through the same processor, so their photos also pass through the cache.
     """

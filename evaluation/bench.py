@@ -5,6 +5,7 @@
     python -m evaluation.bench simulation  # CPU img/s/core @512² with per-op breakdown; device VAE ms/img
     python -m evaluation.bench pilot     # PILOT vs optimisation off: time and peak-memory ratio (bench_pilot.py)
     python -m evaluation.bench prior     # the seam-prior refiner forward: push-pull fill vs the default CG fill
+    python -m evaluation.bench data      # the demo's training batches with and without the decode cache (--experiment, --override)
 """
 
 from __future__ import annotations
@@ -427,6 +428,53 @@ def bench_simulation(device: torch.device, repeats: int, resolution: int = 512, 
         emit(bench="simulation_device", skipped=f"no TAEF2 weights at {taef2}")
 
 
+def bench_data(batches: int = 20, experiment: str = "demo", overrides: list[str] | None = None) -> None:
+    """An experiment's training batches (in the main process) with ``decode_cache`` 0 and as configured:
+    seconds per batch, their ratio, the share decoding takes without the cache, and whether the
+    batches are the same."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    import data.stream as stream
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *(overrides or []),
+                                                                  "data.num_workers=0"])
+    cached = int(cfg.data.get("decode_cache", 0)) or 16
+    decode_seconds = [0.0]
+    real_decode = stream.decode_sample
+
+    def timed_decode(raw):
+        t0 = time.perf_counter()
+        try:
+            return real_decode(raw)
+        finally:
+            decode_seconds[0] += time.perf_counter() - t0
+
+    runs = {}
+    stream.decode_sample = timed_decode
+    try:
+        for n in (0, cached):
+            dm = instantiate(cfg.data, simulation=instantiate(cfg.simulation), decode_cache=n)
+            dm.setup("fit")
+            it = iter(dm.train_dataloader())
+            out = [next(it)]  # warm-up: the shuffle buffer fills
+            decode_seconds[0] = 0.0
+            t0 = time.perf_counter()
+            out += [next(it) for _ in range(batches)]
+            runs[n] = ((time.perf_counter() - t0) / batches, decode_seconds[0] / batches, out)
+    finally:
+        stream.decode_sample = real_decode
+    (plain, plain_decode, a), (fast, _, b) = runs[0], runs[cached]
+    same = all(torch.equal(x["x_gen"], y["x_gen"]) and torch.equal(x["x_gt"], y["x_gt"]) for x, y in zip(a, b))
+    emit(bench="data", experiment=experiment, resolution=int(cfg.data.resolution), batch=int(cfg.data.batch_size),
+         s_per_batch_uncached=round(plain, 4), s_per_batch_cached=round(fast, 4), decode_cache=cached,
+         ratio=round(fast / plain, 3), decode_share_uncached=round(plain_decode / plain, 3), same_batches=same,
+         device=device_name(torch.device("cpu")))
+    if not same:
+        raise RuntimeError("bench data: the cached batches differ from the uncached ones; the cache must only save work")
+
+
 def _bench_photos(cfg, resolution: int) -> list[torch.Tensor]:
     """The demo photos, resized to cover ``resolution``."""
     import webdataset as wds
@@ -446,7 +494,7 @@ def _bench_photos(cfg, resolution: int) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot", "prior"], help="which benchmark")
+    parser.add_argument("what", choices=["refiner", "losses", "simulation", "pilot", "prior", "data"], help="which benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="refiner: skip the torch.compile variants (minutes to compile on CPU)")
@@ -465,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-steps", type=int, default=5, help="pilot: K")
     parser.add_argument("--gamma", type=float, default=1.0, help="pilot: γ")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="pilot")
+    parser.add_argument("--experiment", default="demo", help="data: the experiment whose training batches to time")
+    parser.add_argument("--override", action="append", default=[], help="data: a Hydra override (repeatable)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.what == "pilot":
@@ -480,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_simulation(device, args.repeats, resolution=args.resolution)
     elif args.what == "prior":
         bench_seam_prior(device, args.repeats)
+    elif args.what == "data":
+        bench_data(experiment=args.experiment, overrides=args.override)
     else:
         batch = args.batch if args.batch is not None else (32 if device.type == "cuda" else 4)
         bench_losses(device, args.repeats, batch=batch, resolution=args.resolution)

@@ -210,8 +210,8 @@ def _write_samples(photos, recipe, size, seed, per_image, fams, order, ae, sim, 
                 gen, gt = (s[k].permute(1, 2, 0).double().numpy() for k in ("x_gen", "x_gt"))
                 mask = s["mask"][0].numpy() > 0.5
                 labels = [a for a in s["applied"] if a != "texture.vae"]  # (no device VAE here)
-                if not set(labels) - {"boundary", "paste", "clean"}:  # nothing changed the edit: x_gen == x_gt
-                    labels = [*labels, "clean"] if "clean" not in labels else labels
+                if "clean" not in labels and not set(labels) - {"boundary", "paste"}:  # nothing changed the edit
+                    labels.append("clean")
             if sink is None or n % samples_per_shard == 0:
                 if sink is not None:
                     sink.close()
