@@ -10,8 +10,9 @@ dilates it), per family: Δ's mean and largest magnitude in 8-bit steps, the sha
 ``clamp(x + (1 + g)·offset)``: what Δ does to a saved image), the mean gain 1 + g over the mask and
 its spread between images, the prior's mean magnitude, and Δ's signed mean per channel with the
 spread of each image's signed mean between images. A head that changes almost no 8-bit value is, in
-the files the refiner writes, its prior with a gain (README, "What the head adds"); one whose signed
-Δ is the same on every image and family applies one learned colour shift to every edit.
+the files the refiner writes, its prior with a gain (docs/learning_diagnostics.md, "What the head
+adds"); one whose signed Δ is the same on every image and family applies one learned colour shift
+to every edit.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ class BenchmarkCurve(L.Callback):
             for label, folder in zip(labels, folders):
                 if not Path(str(folder)).exists():
                     raise EvalInputError(f"evaluation set {folder} does not exist: make it with python -m "
-                                         "evaluation.make_set (README 'Why training does not move past the prior' "
-                                         "has the commands for the learning-curve sets)")
+                                         "evaluation.make_set (docs/learning_diagnostics.md, 'Why training does "
+                                         "not move past the prior', has the commands for the learning-curve sets)")
                 records[label] = load_set(str(folder), limit)
         self.stop = stop
         self.sets = dict(records) if isinstance(records, dict) else {"": records}

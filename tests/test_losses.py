@@ -111,7 +111,7 @@ def test_r1_of_a_linear_discriminator_is_its_weight_norm():
 def test_r1_of_a_patch_discriminator_does_not_grow_with_its_patch_map():
     """The GAN terms average patch logits, so R1 measures the gradient of that average: the same
     per-image score spread over a P-patch map gives the same penalty as one logit (a sum would
-    give P² times it, which held D flat at 128²: README "Why training does not move past the prior")."""
+    give P² times it, which held D flat at 128²: docs/learning_diagnostics.md, "Why training does not move past the prior")."""
     w = torch.randn(1, 3, 8, 8)
     adv = NonSaturatingAdversarialLoss(r1_gamma=2.0, r1_every=1)
     x = torch.rand(4, 3, 8, 8).requires_grad_(True)

@@ -1,6 +1,6 @@
-"""Every command in README.md's ```bash blocks runs as written.
+"""Every command in README.md's ```bash blocks, and in those of the pages under docs/, runs as written.
 
-The commands are read from the README (nothing is copied here). Each is tokenised as the shell
+The commands are read from the README and docs/*.md (nothing is copied here). Each is tokenised as the shell
 would (``shlex``), matched by exactly one rule below, rewritten by that rule, and run from the
 repository root. What a rule may change, and nothing else:
 
@@ -52,6 +52,7 @@ import pytest
 from conftest import CBSD68, ROOT
 
 README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the README's long measurements live in docs/
 TAEF2 = ROOT.parent / "shared" / "weights" / "taef2"
 TINY = ["model=cmgan_tiny", "data.resolution=32", "data.batch_size=2", "data.val_images=2",
                  "data.val_per_image=1", "data.shuffle_buffer=4", "data.pin_memory=false", "trainer=cpu",
@@ -64,19 +65,26 @@ TINY_MULTIRUN = ["debug=fast", *TINY]
 class Command:
     text: str        # as in the README (continuations joined)
     heading: str     # the section it is in
-    block: int       # index of its ```bash block
+    block: int       # index of its ```bash block, counted over every document in turn
+    source: str = "README.md"  # the document it is in
 
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.text, comments=True)
 
     def __str__(self) -> str:
-        return f"[{self.heading}] {self.text}"
+        return f"[{self.source}: {self.heading}] {self.text}"
 
 
-def readme_commands(text: str | None = None) -> list[Command]:
-    text = README.read_text() if text is None else text
-    commands, heading, block, in_block, pending = [], "", -1, False, ""
+def readme_commands(text: str | None = None, source: str = "README.md", first_block: int = 0) -> list[Command]:
+    """The commands of one document's text, or (no text) of README.md and every docs/*.md page."""
+    if text is None:
+        commands = []
+        for path in DOCUMENTS:
+            commands += readme_commands(path.read_text(), str(path.relative_to(ROOT)),
+                                        commands[-1].block + 1 if commands else 0)
+        return commands
+    commands, heading, block, in_block, pending = [], "", first_block - 1, False, ""
     for line in text.splitlines():
         if not in_block and line.startswith("#"):
             heading = line.lstrip("# ").strip()
@@ -92,7 +100,7 @@ def readme_commands(text: str | None = None) -> list[Command]:
                 pending = pending[:-1] + " "
                 continue
             if shlex.split(pending, comments=True):
-                commands.append(Command(" ".join(pending.split()), heading, block))
+                commands.append(Command(" ".join(pending.split()), heading, block, source))
             pending = ""
     return commands
 
@@ -225,8 +233,36 @@ COMMANDS = readme_commands()
 
 def test_readme_has_commands_and_the_parser_joins_continuations():
     assert len(COMMANDS) >= 10
+    assert {"README.md", "docs/seam_prior.md", "docs/learning_diagnostics.md"} <= {c.source for c in COMMANDS}
+    assert len({c.block for c in COMMANDS}) == len({(c.source, c.block) for c in COMMANDS})  # no block number on two pages
     sample = readme_commands("# S\n```bash\npython a.py x \\\n    'y z'  # note\n```\n```python\nnot_this()\n```\n")
     assert [(c.text, c.heading, c.argv) for c in sample] == [("python a.py x 'y z' # note", "S", ["python", "a.py", "x", "y z"])]
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_pages_resolve():
+    """Every relative link of README.md and docs/*.md names a file that exists and, with #, one of its headings."""
+    assert github_anchor("How far colour correction can go, and what each family learns alone") == \
+        "how-far-colour-correction-can-go-and-what-each-family-learns-alone"
+    broken, checked = [], 0
+    for page in DOCUMENTS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"\w+://", target):
+                continue
+            path, _, fragment = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            checked += 1
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif fragment:
+                headings = [line.lstrip("#") for line in file.read_text().splitlines() if line.startswith("#")]
+                if fragment not in {github_anchor(h) for h in headings}:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert checked >= 10 and not broken, broken
 
 
 def test_every_readme_command_has_a_rule():

@@ -59,7 +59,8 @@ class NonSaturatingAdversarialLoss(nn.Module):
         is exactly P times the mean's for P patches, so that penalty was P² times stronger than the
         mean-reduced GAN terms it regularises warrant: at 128² (a 16×16 map) it held D flat, real
         and fake logits within 0.0003 of each other and its loss at 2 ln 2 for 1327 GPU steps
-        (README "Why training does not move past the prior", item 2). ``γ·P²`` here reproduces it.
+        (docs/learning_diagnostics.md, "Why training does not move past the prior", item 2).
+        ``γ·P²`` here reproduces it.
         """
         per_image = real_logits.flatten(1).mean(dim=1) if real_logits.dim() > 1 else real_logits
         (grad,) = torch.autograd.grad(per_image.sum(), real_inputs, create_graph=True)

@@ -18,13 +18,13 @@ class L1Loss(nn.Module):
     adds weight on the edit's pixels that the input already got right (``x_gen`` within half an
     8-bit step of ``x_gt``: a clean sample, the interior behind a re-inpainted band): a refiner
     that moves them only adds error, and a few sub-LSB changes over a large correct interior
-    outweigh a fix on a thin band (README, "Do no harm").
+    outweigh a fix on a thin band (docs/seam_prior.md, "Do no harm").
 
     ``lowpass_weight`` > 0 adds the same weighted L1 between ``lowpass_size``-pixel block means of
     prediction and target. A block mean keeps a colour cast whole and averages out texture the
     target holds and no refiner can know (JPEG blocks and noise on the scene): per pixel, the
-    sign-like L1 gradient of that texture drowns the cast's (README "Why training does not move
-    past the prior"). Each block counts once, so with a size that does not divide the image the
+    sign-like L1 gradient of that texture drowns the cast's (docs/learning_diagnostics.md, "A low-pass
+    L1 term does not change it either"). Each block counts once, so with a size that does not divide the image the
     pixels of its partial edge blocks weigh more. It applies to image-shaped spaces only (N×C×H×W).
     """
 

@@ -4,14 +4,14 @@ With ``seam_prior`` the refiner returns ``x + s·offset + Δ`` and predicts the 
 ``s = 1 + g``. The pixel L1 reaches ``s`` only through ``Σ offset·sign(pred − target)``: texture on
 the target that no refiner can know (noise, JPEG blocks, the scene itself under a blurred edit)
 flips those signs pixel by pixel, and the few-percent trend that says "this offset over-reads the
-cast" or "this edit had no cast" is lost in them (README "Why training does not move past the
-prior": 192k samples do not move the scale). The best scale has a closed form: the least-squares
+cast" or "this edit had no cast" is lost in them (docs/learning_diagnostics.md, "At GPU scale":
+192k samples do not move the scale). The best scale has a closed form: the least-squares
 projection of the input's error ``x_gt − x_gen`` onto the offset over the edit. The offset is
 smooth, so texture is nearly orthogonal to it and averages out of the projection; a cast is not,
 and an edit without one (clean, texture-only, a re-inpainted band) projects to about 0, which
 teaches the refiner where *not* to correct.
 
-Not in the paper (its refiner has no seam prior); measured in the README ("Supervising the prior's
+Not in the paper (its refiner has no seam prior); measured in docs/learning_diagnostics.md ("Supervising the prior's
 scale"): it reaches the scale, and does not beat the best constant scale on held-out photos.
 """
 

@@ -101,7 +101,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             ``x + (1 + g)·offset + Δ``. The untrained refiner then returns ``x + offset`` (a
             training-free seam fix: 0.65× the input's masked L1 on the demo's held-out set), and
             training learns where not to apply it (texture-only and re-inpainted seams). Not in
-            the paper; measured in the README ("The seam prior").
+            the paper; measured in docs/seam_prior.md.
         seam_gain: with ``seam_prior``, predict the gain g (true) or add the offset as it is
             (false: ``x + offset + Δ``; training cannot turn the prior down through a gain).
         seam_gap: how far from the seam the prior reads the jump, as a fraction of the image's
@@ -185,7 +185,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             nn.init.zeros_(self.global_affine.weight)
             nn.init.zeros_(self.global_affine.bias)
         # "where": one sigmoid per image on the head's correction Δ (not on the prior), which a loss can
-        # supervise with the simulation's label "this edit has a colour cast" (README "Where not to correct")
+        # supervise with the simulation's label "this edit has a colour cast" (docs/learning_diagnostics.md, "Where not to correct")
         self.cast_gate = nn.Linear(style_dim, 1) if cast_gate else None
 
     @classmethod

@@ -20,7 +20,7 @@ The fill is push-pull interpolation (Gortler et al., 1996) of the step; with ``i
 refined by batched conjugate gradients on the masked 5-point Laplacian to the exact membrane (the
 ``membrane`` baseline). The refiner runs a short CG budget on its shrunk jump (``seam_cg``: 0.25
 iterations per px of the longer side), which follows a cast that varies along the seam where
-push-pull alone smooths it towards its mean (README, "The fill"). Hand-written because
+push-pull alone smooths it towards its mean (docs/seam_prior.md, "The fill"). Hand-written because
 no library in the stack solves a batched masked Poisson problem in torch (OpenCV's
 ``seamlessClone`` is per image, on CPU, and reads the original under the mask).
 """
@@ -103,8 +103,8 @@ def _jump(image: torch.Tensor, m: torch.Tensor, inside: torch.Tensor, dy: int, d
 
 
 SHRINKAGES = ("james_stein", "wiener")
-DEFAULT_CG = 0.25  # the prior's CG iterations per px of the longer side (64 at 256²); README "The fill"
-DEFAULT_SHRINK = {"james_stein": 6.0, "wiener": 8.0}  # each chosen on the validation set (README, "The seam prior")
+DEFAULT_CG = 0.25  # the prior's CG iterations per px of the longer side (64 at 256²); docs/seam_prior.md, "The fill"
+DEFAULT_SHRINK = {"james_stein": 6.0, "wiener": 8.0}  # each chosen on the validation set (docs/seam_prior.md)
 
 
 def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: float,
