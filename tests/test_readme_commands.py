@@ -239,32 +239,6 @@ def test_readme_has_commands_and_the_parser_joins_continuations():
     assert [(c.text, c.heading, c.argv) for c in sample] == [("python a.py x 'y z' # note", "S", ["python", "a.py", "x", "y z"])]
 
 
-def github_anchor(heading: str) -> str:
-    """The fragment GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
-def test_links_between_pages_resolve():
-    """Every relative link of README.md and docs/*.md names a file that exists and, with #, one of its headings."""
-    assert github_anchor("How far colour correction can go, and what each family learns alone") == \
-        "how-far-colour-correction-can-go-and-what-each-family-learns-alone"
-    broken, checked = [], 0
-    for page in DOCUMENTS:
-        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
-            if re.match(r"\w+://", target):
-                continue
-            path, _, fragment = target.partition("#")
-            file = (page.parent / path).resolve() if path else page
-            checked += 1
-            if not file.exists():
-                broken.append(f"{page.name}: {target} (no such file)")
-            elif fragment:
-                headings = [line.lstrip("#") for line in file.read_text().splitlines() if line.startswith("#")]
-                if fragment not in {github_anchor(h) for h in headings}:
-                    broken.append(f"{page.name}: {target} (no such heading)")
-    assert checked >= 10 and not broken, broken
-
-
 def test_every_readme_command_has_a_rule():
     missing = [str(c) for c in COMMANDS if rule_for(c) is None]
     assert not missing, ("README commands that tests/test_readme_commands.py has no rule for (add a rule, or make "

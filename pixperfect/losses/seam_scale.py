@@ -33,10 +33,11 @@ class SeamScaleLoss(nn.Module):
 
     Args:
         weight: the term's weight (0 = off; compare with the pixel space's ``l1_weight``).
-        window: 0 = one best scale per image (what the README's ``--oracle-gain`` bound measures);
+        window: 0 = one best scale per image (what ``prior_sweep --oracle-gain`` bounds);
             an odd k ≥ 1 = a best scale per pixel over the k×k window centred on it, for casts the
             prior reads more accurately in some parts of the edit than in others.
-        power: 2 (squared error; the L1 form swung the scale to 3 within 400 steps, README) or 1 (L1).
+        power: 2 (squared error; the L1 form swung the scale to 3 within 400 steps,
+            docs/learning_diagnostics.md) or 1 (L1).
         min_scale, max_scale: the best scale is clipped to this range (the oracle bound's).
         eps: added to the projection's denominator (the squared offset summed over the image, or
             averaged over the window), so where there is no offset the best scale is ≈ 0 (it costs

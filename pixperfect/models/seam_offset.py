@@ -8,8 +8,8 @@ boundary flux is the step. ``x + field`` keeps the edit's own gradients and meet
 along the seam — what Poisson blending would give from the edit alone, without the original.
 
 Three changes make it safer as a refiner input than the textbook membrane, chosen on a validation
-set of CBSD68 photos (``make_set … --seed 1``) and reported on the demo's held-out set (README,
-"The seam prior"): the step is measured as a *jump* (the difference across the seam less what the
+set of CBSD68 photos (``make_set … --seed 1``) and reported on the demo's held-out set (docs/seam_prior.md,
+"Choosing the estimator on a validation set"): the step is measured as a *jump* (the difference across the seam less what the
 image's gradient on both sides predicts, so shading and edges crossing the seam are not mistaken
 for a cast); it is averaged along the boundary in a window of half the image side (casts vary
 slowly); and it is shrunk towards zero where it is small against its own spread there
