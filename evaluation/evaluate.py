@@ -7,8 +7,10 @@ Rows: the baselines (``input``, ``paste_back``, ``poisson``, ``reinhard``, ``his
 is kept; ``NAME@full`` with ``regions=[edit,full]``; ``NAME+original`` with ``original=true``: the
 refiner also given the original image, as the baselines are) and, with ``pool=N``, ``NAME+poolN``.
 Columns: FID, LPIPS, L1, PSNR on the whole image (Table 1 of the paper), then masked L1 / PSNR on the
-dilated mask, CIEDE2000 in the mask, the boundary seam error, background MSE, KID, CLIP-T (sets with
-prompts, when a CLIP model is configured) and seconds per image. Metrics whose weights are not
+dilated mask (the masked-L1 ratio to the input with its 95% paired bootstrap interval over the
+samples, overall and per family: ``evaluation/intervals.py``), CIEDE2000 in the mask, the boundary
+seam error, background MSE, KID, CLIP-T (sets with prompts, when a CLIP model is configured) and
+seconds per image. Metrics whose weights are not
 cached are ``null`` with the reason under the table. Writes ``results.json``, ``results.md``,
 ``results.csv`` and ``contact_sheet.png`` to ``out_dir``; bad inputs are one line and exit 2.
 ``output_bits=8`` scores every row as the 8-bit file a user would save (outputs rounded to 1/255,
@@ -28,6 +30,7 @@ import torch
 
 import pixperfect.metrics as M
 from evaluation.baselines import BASELINES
+from evaluation.intervals import ratio_interval
 from evaluation.report import contact_sheet, markdown, write_results
 from evaluation.sets import EvalInputError, Record, families_of, load_set
 from pixperfect.utils import stable_seed
@@ -194,6 +197,7 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
     for name in methods:
         row = {k: float(v.mean()) for k, v in per[name].items()}
         row["masked_l1_ratio"] = _ratio(per[name]["masked_l1"].mean(), base.mean())
+        row["masked_l1_ratio_ci"] = ratio_interval(per[name]["masked_l1"], base)
         row["sec_per_image"] = seconds[name] / n
         if distances is not None and distances.available:
             distances.fake = fake_features[name]
@@ -214,6 +218,7 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
             families[fam] = {
                 name: {"n": len(ix), "masked_l1": float(per[name]["masked_l1"][ix].mean()),
                        "masked_l1_ratio": _ratio(per[name]["masked_l1"][ix].mean(), base[ix].mean()),
+                       "masked_l1_ratio_ci": ratio_interval(per[name]["masked_l1"][ix], base[ix]),
                        "masked_psnr": float(per[name]["masked_psnr"][ix].mean()),
                        "delta_e": float(per[name]["delta_e"][ix].mean()),
                        "seam": float(per[name]["seam"][ix].mean()),
@@ -307,9 +312,19 @@ def _log_wandb(cfg, results: dict, out_dir: Path) -> None:
     run = wandb.init(project=cfg.wandb.project, group=cfg.wandb.get("group"), name=cfg.wandb.get("name"),
                      job_type="evaluate", dir=str(out_dir), config={"set": str(cfg.set), "refiners": dict(cfg.refiners or {}),
                                                   "pool": cfg.pool}, reinit="finish_previous")
-    keys = sorted({k for row in results["methods"].values() for k in row})
+    def flat(row: dict) -> dict:  # an interval (low, high) is two columns
+        out = {}
+        for k, v in row.items():
+            if isinstance(v, (list, tuple)):
+                out[f"{k}_low"], out[f"{k}_high"] = v
+            else:
+                out[k] = v
+        return out
+
+    rows = {name: flat(row) for name, row in results["methods"].items()}
+    keys = sorted({k for row in rows.values() for k in row})
     table = wandb.Table(columns=["method", *keys])
-    for name, row in results["methods"].items():
+    for name, row in rows.items():
         table.add_data(name, *(row.get(k) for k in keys))
     log = {"evaluate/results": table}
     sheet = out_dir / "contact_sheet.png"

@@ -15,14 +15,46 @@ from pixperfect.image_io import to_uint8
 TABLE1 = [("fid", "FID ↓", "{:.2f}"), ("lpips", "LPIPS ↓", "{:.4f}"), ("l1", "L1 ↓", "{:.4f}"),
           ("psnr", "PSNR ↑", "{:.2f}")]
 EXTRA = [("masked_l1", "masked L1 ↓", "{:.4f}"), ("masked_l1_ratio", "× input ↓", "{:.3f}"),
-         ("masked_psnr", "masked PSNR ↑", "{:.2f}"), ("delta_e", "ΔE00 ↓", "{:.2f}"), ("seam", "seam ↓", "{:.4f}"),
+         ("masked_l1_ratio_ci", "95% interval", "interval"), ("masked_psnr", "masked PSNR ↑", "{:.2f}"),
+         ("delta_e", "ΔE00 ↓", "{:.2f}"), ("seam", "seam ↓", "{:.4f}"),
          ("bg_mse", "bg MSE ↓", "{:.2e}"), ("kid", "KID ↓", "{:.4f}"), ("clip_t", "CLIP-T ↑", "{:.2f}"),
          ("sec_per_image", "s/img", "{:.3f}")]
 FAMILY_COLS = [("masked_l1_ratio", "{:.3f}"), ("masked_l1", "{:.4f}")]
 
 
 def _fmt(value, fmt: str) -> str:
-    return "–" if value is None else fmt.format(value)
+    if value is None:
+        return "–"
+    if fmt == "interval":  # (low, high) of evaluation.intervals.ratio_interval
+        return f"{value[0]:.3f}–{value[1]:.3f}"
+    return fmt.format(value)
+
+
+def _ratio_cell(v: dict) -> str:
+    """A per-family cell: the ratio with its 95% interval, or the absolute masked L1 where the input's is 0."""
+    if v["masked_l1_ratio"] is None:
+        return _fmt(v["masked_l1"], "{:.4f}")
+    ci = v.get("masked_l1_ratio_ci")
+    return _fmt(v["masked_l1_ratio"], "{:.3f}") + (f" ({_fmt(ci, 'interval')})" if ci else "")
+
+
+def above_input(results: dict) -> list[str]:
+    """One line per row with a family scored above the input (× input > 1), each family with its
+    interval, and marked ``*`` where the whole 95% interval is above 1: harm that another draw of
+    edits would very likely show too, not one unlucky image."""
+    lines = []
+    for row in results["methods"]:
+        if row == "input":
+            continue
+        worse = []
+        for fam, per_row in results["families"].items():
+            v = per_row[row]
+            if v["masked_l1_ratio"] is not None and v["masked_l1_ratio"] > 1.0:
+                ci = v.get("masked_l1_ratio_ci")
+                worse.append(f"{fam} {_ratio_cell(v)}" + ("*" if ci and ci[0] > 1.0 else ""))
+        if worse:
+            lines.append(f"`{row}` above the input: " + ", ".join(worse))
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -42,28 +74,40 @@ def markdown(results: dict) -> str:
     fams = results["families"]
     if fams:
         lines += ["## Per family: masked L1 × input (absolute masked L1 where the input's is 0)", "",
+                  "In parentheses: the 95% paired bootstrap interval over the family's samples (evaluation/intervals.py); "
+                  "it measures the draw of edits, not the spread between training seeds.", "",
                   "| family (n) | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
         for fam, per_row in fams.items():
             n = per_row[rows[0]]["n"]
-            cells = []
-            for r in rows:
-                v = per_row[r]
-                cells.append(_fmt(v["masked_l1_ratio"], "{:.3f}") if v["masked_l1_ratio"] is not None
-                             else _fmt(v["masked_l1"], "{:.4f}"))
-            lines.append(f"| {fam} ({n}) | " + " | ".join(cells) + " |")
+            lines.append(f"| {fam} ({n}) | " + " | ".join(_ratio_cell(per_row[r]) for r in rows) + " |")
         lines.append("")
+        above = above_input(results)
+        if above:
+            lines += [f"- {line}" for line in above]
+            lines += ["- `*`: the whole 95% interval is above 1 (harm beyond the draw of edits)", ""]
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write_csv(results: dict, path: Path) -> None:
+    """One row per method; an interval is two columns, ``KEY_low`` and ``KEY_high``."""
     keys = [k for k, *_ in TABLE1 + EXTRA]
+    header = [h for k, _, f in TABLE1 + EXTRA for h in ((f"{k}_low", f"{k}_high") if f == "interval" else (k,))]
+
+    def cells(vals: dict):
+        for k, _, f in TABLE1 + EXTRA:
+            v = vals.get(k)
+            if f == "interval":
+                yield from ("", "") if v is None else v
+            else:
+                yield "" if v is None else v
+
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", *keys])
+        w.writerow(["method", *header])
         for row, vals in results["methods"].items():
-            w.writerow([row, *("" if vals.get(k) is None else vals[k] for k in keys)])
+            w.writerow([row, *cells(vals)])
 
 
 def write_results(results: dict, out_dir: Path) -> dict[str, Path]:

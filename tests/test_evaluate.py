@@ -224,7 +224,13 @@ def test_folder_of_triples_and_shards_give_the_same_table(bench_set, tmp_path):
                        for k in ("methods", "families")}
     assert strip(a) == strip(b)
     out = tmp_path / "a" / "out"
-    assert json.loads((out / "results.json").read_text())["methods"]["input"]["masked_l1_ratio"] == 1.0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["methods"]["input"]["masked_l1_ratio"] == 1.0 and saved["methods"]["input"]["masked_l1_ratio_ci"] == [1.0, 1.0]
+    for fam, rows in saved["families"].items():  # every ratio with its interval (seeded: the same every run)
+        v = rows["paste_back"]
+        if v["masked_l1_ratio"] is not None and v["n"] >= 2:
+            lo, hi = v["masked_l1_ratio_ci"]
+            assert lo <= v["masked_l1_ratio"] <= hi, fam
     assert (out / "results.md").read_text().startswith("# Evaluation")
     assert (out / "results.csv").read_text().splitlines()[0].startswith("method,fid,lpips,l1,psnr")
     sheet = Image.open(out / "contact_sheet.png")
