@@ -24,10 +24,12 @@ def final_evaluation_hook(cfg: DictConfig):
 
     def run(loggers, export_dir: str) -> dict[str, float]:
         from evaluation.after_training import final_evaluation
+        from evaluation.report import flat_row  # an interval (low, high): two columns
         from pixperfect.training.tracking import log_results_table
 
         results = final_evaluation(cfg, export_dir, Path(cfg.paths.output_dir) / "final_evaluation")
-        rows = {row: {k: v for k, v in vals.items() if isinstance(v, float)} for row, vals in results["methods"].items()}
+        rows = {row: {k: v for k, v in flat_row(vals).items() if isinstance(v, float)}
+                for row, vals in results["methods"].items()}
         log_results_table(loggers, "results/final_evaluation", rows)
         return {f"final/{row}/{k}": v for row, vals in rows.items() for k, v in vals.items()}
 

@@ -31,7 +31,7 @@ import torch
 import pixperfect.metrics as M
 from evaluation.baselines import BASELINES
 from evaluation.intervals import ratio_interval
-from evaluation.report import contact_sheet, markdown, write_results
+from evaluation.report import contact_sheet, flat_row, markdown, write_results
 from evaluation.sets import EvalInputError, Record, families_of, load_set
 from pixperfect.utils import stable_seed
 
@@ -312,16 +312,7 @@ def _log_wandb(cfg, results: dict, out_dir: Path) -> None:
     run = wandb.init(project=cfg.wandb.project, group=cfg.wandb.get("group"), name=cfg.wandb.get("name"),
                      job_type="evaluate", dir=str(out_dir), config={"set": str(cfg.set), "refiners": dict(cfg.refiners or {}),
                                                   "pool": cfg.pool}, reinit="finish_previous")
-    def flat(row: dict) -> dict:  # an interval (low, high) is two columns
-        out = {}
-        for k, v in row.items():
-            if isinstance(v, (list, tuple)):
-                out[f"{k}_low"], out[f"{k}_high"] = v
-            else:
-                out[k] = v
-        return out
-
-    rows = {name: flat(row) for name, row in results["methods"].items()}
+    rows = {name: flat_row(row) for name, row in results["methods"].items()}  # an interval: two columns
     keys = sorted({k for row in rows.values() for k in row})
     table = wandb.Table(columns=["method", *keys])
     for name, row in rows.items():

@@ -7,18 +7,24 @@ the ratio of means that another draw of edits from the same recipe would show. I
 the spread between training seeds, which needs more runs.
 
 ``scipy.stats.bootstrap`` does the resampling; the percentile interval, not BCa, because BCa's
-jackknife is undefined for the 2-edit families of the demo's set (scipy returns NaN there).
+jackknife is undefined for the 2-edit families of the demo's set (scipy returns NaN there). Two
+limits, both in the README: with a handful of edits the interval is little more than their own
+range (with 2 it is the two edits' ratios), and edits of one photo are resampled as if
+independent, so a set with few photos gets intervals that are too narrow.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
-from scipy.stats import bootstrap
+from scipy.stats import DegenerateDataWarning, bootstrap
 
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0  # a fixed seed: the same set and outputs give the same interval
+MIN_EDITS = 5  # fewer edits than this: the interval is about their own range, too few to call harm (evaluation.report)
 
 
 def _ratio_of_means(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -30,19 +36,18 @@ def ratio_interval(num: torch.Tensor, den: torch.Tensor, level: float = LEVEL, r
                    seed: int = SEED) -> tuple[float, float] | None:
     """The ``level`` percentile interval of ``mean(num) / mean(den)`` over paired resamples of the
     samples (``num[i]``, ``den[i]`` one edit's method and input errors). None where it is not defined:
-    fewer than two samples, or an input error that is zero on average (a clean family), or a resample
-    that draws only zero-error inputs."""
+    fewer than two samples, a value that is not finite, an input error that is zero on average (a
+    clean family), or resamples that draw only zero-error inputs."""
     a = np.asarray(num, dtype=np.float64).reshape(-1)
     b = np.asarray(den, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"ratio_interval: num and den must pair up sample by sample; got {a.shape} and {b.shape}")
-    if a.size < 2 or b.mean() <= 1e-8:
+    if a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()) or b.mean() <= 1e-8:
         return None
-    if np.all(a == a[0]) and np.all(b == b[0]):  # every resample is the same: scipy warns on a degenerate distribution
-        r = float(_ratio_of_means(a, b))
-        return r, r
-    res = bootstrap((a, b), _ratio_of_means, paired=True, vectorized=True, n_resamples=resamples,
-                    confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    with warnings.catch_warnings():  # a resample of only zero-error inputs is a NaN ratio: None below, not a warning
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap((a, b), _ratio_of_means, paired=True, vectorized=True, n_resamples=resamples,
+                        batch=200, confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return None

@@ -9,39 +9,53 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from evaluation.intervals import LEVEL, MIN_EDITS
 from pixperfect.image_io import to_uint8
 
 # (key, header, format, lower is better)
 TABLE1 = [("fid", "FID ↓", "{:.2f}"), ("lpips", "LPIPS ↓", "{:.4f}"), ("l1", "L1 ↓", "{:.4f}"),
           ("psnr", "PSNR ↑", "{:.2f}")]
 EXTRA = [("masked_l1", "masked L1 ↓", "{:.4f}"), ("masked_l1_ratio", "× input ↓", "{:.3f}"),
-         ("masked_l1_ratio_ci", "95% interval", "interval"), ("masked_psnr", "masked PSNR ↑", "{:.2f}"),
+         ("masked_l1_ratio_ci", f"{LEVEL:.0%} interval", "{:.3f}–{:.3f}"), ("masked_psnr", "masked PSNR ↑", "{:.2f}"),
          ("delta_e", "ΔE00 ↓", "{:.2f}"), ("seam", "seam ↓", "{:.4f}"),
          ("bg_mse", "bg MSE ↓", "{:.2e}"), ("kid", "KID ↓", "{:.4f}"), ("clip_t", "CLIP-T ↑", "{:.2f}"),
          ("sec_per_image", "s/img", "{:.3f}")]
-FAMILY_COLS = [("masked_l1_ratio", "{:.3f}"), ("masked_l1", "{:.4f}")]
 
 
 def _fmt(value, fmt: str) -> str:
+    """A value, or an interval (low, high) through a two-field format; ``–`` for None."""
     if value is None:
         return "–"
-    if fmt == "interval":  # (low, high) of evaluation.intervals.ratio_interval
-        return f"{value[0]:.3f}–{value[1]:.3f}"
-    return fmt.format(value)
+    return fmt.format(*value) if isinstance(value, (list, tuple)) else fmt.format(value)
 
 
-def _ratio_cell(v: dict) -> str:
-    """A per-family cell: the ratio with its 95% interval, or the absolute masked L1 where the input's is 0."""
+def flat_row(row: dict) -> dict:
+    """A results row with each interval (low, high) as two entries ``KEY_low`` / ``KEY_high`` (None
+    when undefined): for CSV and W&B tables, whose cells hold one number."""
+    out = {}
+    for k, v in row.items():
+        if k.endswith("_ci"):
+            out[f"{k}_low"], out[f"{k}_high"] = (None, None) if v is None else v
+        else:
+            out[k] = v
+    return out
+
+
+def _ratio_cell(v: dict, digits: int = 3) -> str:
+    """A per-family cell: the ratio with its interval, or the absolute masked L1 where the input's is 0."""
     if v["masked_l1_ratio"] is None:
         return _fmt(v["masked_l1"], "{:.4f}")
+    num = f"{{:.{digits}f}}"
     ci = v.get("masked_l1_ratio_ci")
-    return _fmt(v["masked_l1_ratio"], "{:.3f}") + (f" ({_fmt(ci, 'interval')})" if ci else "")
+    return _fmt(v["masked_l1_ratio"], num) + (f" ({_fmt(ci, num + '–' + num)})" if ci else "")
 
 
 def above_input(results: dict) -> list[str]:
-    """One line per row with a family scored above the input (× input > 1), each family with its
-    interval, and marked ``*`` where the whole 95% interval is above 1: harm that another draw of
-    edits would very likely show too, not one unlucky image."""
+    """One line per row with a family scored above the input (× input > 1), to 4 decimals so an
+    excess that rounds to 1.000 still shows, each with its interval; marked ``*`` where the family
+    holds at least ``MIN_EDITS`` edits and its whole interval is above 1: harm that another draw of
+    edits would likely show too. With fewer edits the interval is about their own range (with 2,
+    the two edits' ratios), so no mark."""
     lines = []
     for row in results["methods"]:
         if row == "input":
@@ -51,7 +65,8 @@ def above_input(results: dict) -> list[str]:
             v = per_row[row]
             if v["masked_l1_ratio"] is not None and v["masked_l1_ratio"] > 1.0:
                 ci = v.get("masked_l1_ratio_ci")
-                worse.append(f"{fam} {_ratio_cell(v)}" + ("*" if ci and ci[0] > 1.0 else ""))
+                beyond = ci is not None and ci[0] > 1.0 and v["n"] >= MIN_EDITS
+                worse.append(f"{fam} ({v['n']}) {_ratio_cell(v, 4)}" + ("*" if beyond else ""))
         if worse:
             lines.append(f"`{row}` above the input: " + ", ".join(worse))
     return lines
@@ -74,8 +89,8 @@ def markdown(results: dict) -> str:
     fams = results["families"]
     if fams:
         lines += ["## Per family: masked L1 × input (absolute masked L1 where the input's is 0)", "",
-                  "In parentheses: the 95% paired bootstrap interval over the family's samples (evaluation/intervals.py); "
-                  "it measures the draw of edits, not the spread between training seeds.", "",
+                  f"In parentheses: the {LEVEL:.0%} paired bootstrap interval over the family's samples "
+                  "(evaluation/intervals.py); it measures the draw of edits, not the spread between training seeds.", "",
                   "| family (n) | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
         for fam, per_row in fams.items():
             n = per_row[rows[0]]["n"]
@@ -84,7 +99,8 @@ def markdown(results: dict) -> str:
         above = above_input(results)
         if above:
             lines += [f"- {line}" for line in above]
-            lines += ["- `*`: the whole 95% interval is above 1 (harm beyond the draw of edits)", ""]
+            lines += [f"- `*`: a family of at least {MIN_EDITS} edits whose whole interval is above 1 (harm beyond the "
+                      "draw of edits; edits of one photo count as independent, so few photos make intervals too narrow)", ""]
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
@@ -92,22 +108,13 @@ def markdown(results: dict) -> str:
 
 def write_csv(results: dict, path: Path) -> None:
     """One row per method; an interval is two columns, ``KEY_low`` and ``KEY_high``."""
-    keys = [k for k, *_ in TABLE1 + EXTRA]
-    header = [h for k, _, f in TABLE1 + EXTRA for h in ((f"{k}_low", f"{k}_high") if f == "interval" else (k,))]
-
-    def cells(vals: dict):
-        for k, _, f in TABLE1 + EXTRA:
-            v = vals.get(k)
-            if f == "interval":
-                yield from ("", "") if v is None else v
-            else:
-                yield "" if v is None else v
-
+    keys = list(flat_row({k: None for k, *_ in TABLE1 + EXTRA}))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", *header])
+        w.writerow(["method", *keys])
         for row, vals in results["methods"].items():
-            w.writerow([row, *cells(vals)])
+            flat = flat_row(vals)
+            w.writerow([row, *("" if flat.get(k) is None else flat[k] for k in keys)])
 
 
 def write_results(results: dict, out_dir: Path) -> dict[str, Path]:

@@ -188,6 +188,25 @@ def test_identity_refiner_row_equals_input_row(bench_set, identity_refiner, tmp_
             assert rows[row]["masked_l1"] == rows["input"]["masked_l1"], fam
 
 
+def test_family_intervals_pair_each_familys_own_edits(bench_set, identity_refiner, tmp_path):
+    """Each family's interval is the bootstrap of that family's edits, the row's and the input's
+    errors paired edit by edit; an identity refiner's is exactly (1, 1)."""
+    from evaluation.intervals import ratio_interval
+    from evaluation.sets import families_of
+
+    records = load_set(str(bench_set))
+    cfg = _cfg(tmp_path, refiners={"ident": str(identity_refiner)}, baselines=["input", "paste_back"])
+    results, per = evaluate(records, build_methods(cfg), 4, progress=False)
+    assert results["methods"]["ident"]["masked_l1_ratio_ci"] == (1.0, 1.0)
+    checked = 0
+    for fam, rows in results["families"].items():
+        ix = torch.tensor([i for i, r in enumerate(records) if fam in families_of(r)])
+        expected = ratio_interval(per["paste_back"]["masked_l1"][ix], per["input"]["masked_l1"][ix])
+        assert rows["paste_back"]["masked_l1_ratio_ci"] == expected, fam
+        checked += expected is not None and expected[0] < expected[1]
+    assert checked >= 1  # a family where paste-back differs between edits: a real interval, not a point
+
+
 def test_original_row_is_the_refiner_given_the_original(bench_set, identity_refiner, tmp_path):
     """``original=true`` adds NAME+original (and its pooled row): an identity refiner given the
     original returns the edit pasted into it, so the row equals ``paste_back`` exactly."""
@@ -226,11 +245,6 @@ def test_folder_of_triples_and_shards_give_the_same_table(bench_set, tmp_path):
     out = tmp_path / "a" / "out"
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"]["input"]["masked_l1_ratio"] == 1.0 and saved["methods"]["input"]["masked_l1_ratio_ci"] == [1.0, 1.0]
-    for fam, rows in saved["families"].items():  # every ratio with its interval (seeded: the same every run)
-        v = rows["paste_back"]
-        if v["masked_l1_ratio"] is not None and v["n"] >= 2:
-            lo, hi = v["masked_l1_ratio_ci"]
-            assert lo <= v["masked_l1_ratio"] <= hi, fam
     assert (out / "results.md").read_text().startswith("# Evaluation")
     assert (out / "results.csv").read_text().splitlines()[0].startswith("method,fid,lpips,l1,psnr")
     sheet = Image.open(out / "contact_sheet.png")
