@@ -8,7 +8,8 @@ is kept; ``NAME@full`` with ``regions=[edit,full]``; ``NAME+original`` with ``or
 refiner also given the original image, as the baselines are) and, with ``pool=N``, ``NAME+poolN``.
 Columns: FID, LPIPS, L1, PSNR on the whole image (Table 1 of the paper), then masked L1 / PSNR on the
 dilated mask (the masked-L1 ratio to the input with its 95% paired bootstrap interval over the
-samples, overall and per family: ``evaluation/intervals.py``), CIEDE2000 in the mask, the boundary
+samples, overall and per family: ``evaluation/intervals.py``; ``interval_by=photo`` resamples whole
+photos), CIEDE2000 in the mask, the boundary
 seam error, background MSE, KID, CLIP-T (sets with prompts, when a CLIP model is configured) and
 seconds per image. Metrics whose weights are not
 cached are ``null`` with the reason under the table. Writes ``results.json``, ``results.md``,
@@ -146,11 +147,25 @@ def stack_records(records: list[Record], idx: list[int]) -> dict[str, torch.Tens
     return {k: torch.stack([d[k] for d in decoded]) for k in decoded[0]}
 
 
+INTERVAL_UNITS = ("edit", "photo")
+
+
+def interval_groups(records: list[Record], interval_by: str) -> list[str] | None:
+    """What an interval resamples: single edits (None) or whole photos, each edit labelled with the
+    photo ``make_set`` made it from (``source`` in its json; its key where a set has none)."""
+    if interval_by not in INTERVAL_UNITS:
+        raise EvalInputError(f"interval_by must be one of {', '.join(INTERVAL_UNITS)}; got {interval_by!r}")
+    return None if interval_by == "edit" else [str(r.meta.get("source", r.key)) for r in records]
+
+
 def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_size: int = 8,
              lpips_model=None, distances: M.FeatureDistance | None = None, clip_t=None,
-             progress: bool = True) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """Run every method on every sample. Returns (aggregated results, per-sample values per method)."""
+             progress: bool = True, interval_by: str = "edit") -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    """Run every method on every sample. Returns (aggregated results, per-sample values per method).
+    ``interval_by``: what the ratios' bootstrap intervals resample, ``edit`` or ``photo``."""
     from tqdm.auto import tqdm
+
+    groups = interval_groups(records, interval_by)
 
     n = len(records)
     per: dict[str, dict[str, torch.Tensor]] = {m: {k: torch.zeros(n, dtype=torch.float64) for k in PER_SAMPLE}
@@ -197,7 +212,7 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
     for name in methods:
         row = {k: float(v.mean()) for k, v in per[name].items()}
         row["masked_l1_ratio"] = _ratio(per[name]["masked_l1"].mean(), base.mean())
-        row["masked_l1_ratio_ci"] = ratio_interval(per[name]["masked_l1"], base)
+        row["masked_l1_ratio_ci"] = ratio_interval(per[name]["masked_l1"], base, groups=groups)
         row["sec_per_image"] = seconds[name] / n
         if distances is not None and distances.available:
             distances.fake = fake_features[name]
@@ -215,10 +230,12 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
     if len(labels) > 1 or "unlabelled" not in labels:
         for fam in sorted(labels):
             ix = torch.tensor(labels[fam])
+            fam_groups = None if groups is None else [groups[i] for i in labels[fam]]
+            units = len(ix) if fam_groups is None else len(set(fam_groups))
             families[fam] = {
-                name: {"n": len(ix), "masked_l1": float(per[name]["masked_l1"][ix].mean()),
+                name: {"n": len(ix), "units": units, "masked_l1": float(per[name]["masked_l1"][ix].mean()),
                        "masked_l1_ratio": _ratio(per[name]["masked_l1"][ix].mean(), base[ix].mean()),
-                       "masked_l1_ratio_ci": ratio_interval(per[name]["masked_l1"][ix], base[ix]),
+                       "masked_l1_ratio_ci": ratio_interval(per[name]["masked_l1"][ix], base[ix], groups=fam_groups),
                        "masked_psnr": float(per[name]["masked_psnr"][ix].mean()),
                        "delta_e": float(per[name]["delta_e"][ix].mean()),
                        "seam": float(per[name]["seam"][ix].mean()),
@@ -253,7 +270,10 @@ def run(cfg) -> dict:
     if any(r.prompt for r in records):
         clip_t, clip_reason = _clip_scorer(cfg.metrics.get("clip_model"))
     t0 = time.perf_counter()
-    results, per = evaluate(records, methods, cfg.batch_size, lpips_model, distances, clip_t)
+    interval_by = str(cfg.get("interval_by", "edit"))
+    results, per = evaluate(records, methods, cfg.batch_size, lpips_model, distances, clip_t,
+                            interval_by=interval_by)
+    results["interval_by"] = interval_by
     recipe = records[0].meta.get("recipe")
     results["set"] = {"spec": str(cfg.set), "samples": len(records), "recipe": recipe,
                       "sizes": sorted({f"{w}x{h}" for h, w in (r.size for r in records)}),

@@ -53,7 +53,7 @@ def _ratio_cell(v: dict, digits: int = 3) -> str:
 def above_input(results: dict) -> list[str]:
     """One line per row with a family scored above the input (× input > 1), to 4 decimals so an
     excess that rounds to 1.000 still shows, each with its interval; marked ``*`` where the family
-    holds at least ``MIN_EDITS`` edits and its whole interval is above 1: harm that another draw of
+    holds at least ``MIN_EDITS`` resampled units (edits, or photos) and its whole interval is above 1: harm that another draw of
     edits would likely show too. With fewer edits the interval is about their own range (with 2,
     the two edits' ratios), so no mark."""
     lines = []
@@ -65,7 +65,7 @@ def above_input(results: dict) -> list[str]:
             v = per_row[row]
             if v["masked_l1_ratio"] is not None and v["masked_l1_ratio"] > 1.0:
                 ci = v.get("masked_l1_ratio_ci")
-                beyond = ci is not None and ci[0] > 1.0 and v["n"] >= MIN_EDITS
+                beyond = ci is not None and ci[0] > 1.0 and v.get("units", v["n"]) >= MIN_EDITS
                 worse.append(f"{fam} ({v['n']}) {_ratio_cell(v, 4)}" + ("*" if beyond else ""))
         if worse:
             lines.append(f"`{row}` above the input: " + ", ".join(worse))
@@ -89,8 +89,9 @@ def markdown(results: dict) -> str:
     fams = results["families"]
     if fams:
         lines += ["## Per family: masked L1 × input (absolute masked L1 where the input's is 0)", "",
-                  f"In parentheses: the {LEVEL:.0%} paired bootstrap interval over the family's samples "
-                  "(evaluation/intervals.py); it measures the draw of edits, not the spread between training seeds.", "",
+                  f"In parentheses: the {LEVEL:.0%} paired bootstrap interval over the family's "
+                  + ("photos, each photo's edits resampled together" if results.get("interval_by") == "photo" else "edits")
+                  + " (evaluation/intervals.py); it measures the draw of edits, not the spread between training seeds.", "",
                   "| family (n) | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
         for fam, per_row in fams.items():
             n = per_row[rows[0]]["n"]
@@ -99,8 +100,13 @@ def markdown(results: dict) -> str:
         above = above_input(results)
         if above:
             lines += [f"- {line}" for line in above]
-            lines += [f"- `*`: a family of at least {MIN_EDITS} edits whose whole interval is above 1 (harm beyond the "
-                      "draw of edits; edits of one photo count as independent, so few photos make intervals too narrow)", ""]
+            if results.get("interval_by") == "photo":
+                lines += [f"- `*`: a family from at least {MIN_EDITS} photos whose whole interval is above 1 (harm beyond "
+                          "the draw of photos)", ""]
+            else:
+                lines += [f"- `*`: a family of at least {MIN_EDITS} edits whose whole interval is above 1 (harm beyond the "
+                          "draw of edits; edits of one photo count as independent, so few photos make intervals too "
+                          "narrow: interval_by=photo resamples photos)", ""]
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"

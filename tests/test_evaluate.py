@@ -207,6 +207,21 @@ def test_family_intervals_pair_each_familys_own_edits(bench_set, identity_refine
     assert checked >= 1  # a family where paste-back differs between edits: a real interval, not a point
 
 
+def test_interval_by_photo_keeps_a_photos_edits_together(bench_set, tmp_path):
+    """The bench set has one edit per photo, so resampling photos is resampling edits; a set with
+    several edits per photo groups them by the photo in each sample's json."""
+    from evaluation.evaluate import interval_groups
+
+    records = load_set(str(bench_set))
+    cfg = _cfg(tmp_path, baselines=["input", "paste_back"])
+    by_edit, _ = evaluate(records, build_methods(cfg), 4, progress=False)
+    by_photo, _ = evaluate(records, build_methods(cfg), 4, progress=False, interval_by="photo")
+    assert by_photo["methods"]["paste_back"]["masked_l1_ratio_ci"] == by_edit["methods"]["paste_back"]["masked_l1_ratio_ci"]
+    assert interval_groups(records, "photo") == [r.meta["source"] for r in records] and interval_groups(records, "edit") is None
+    with pytest.raises(EvalInputError, match="interval_by must be one of edit, photo; got 'image'"):
+        interval_groups(records, "image")
+
+
 def test_original_row_is_the_refiner_given_the_original(bench_set, identity_refiner, tmp_path):
     """``original=true`` adds NAME+original (and its pooled row): an identity refiner given the
     original returns the edit pasted into it, so the row equals ``paste_back`` exactly."""

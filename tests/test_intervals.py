@@ -117,3 +117,22 @@ def test_few_edits_are_listed_but_never_marked():
 def test_flat_row_splits_intervals_for_one_number_cells():
     assert flat_row({"a": 1.0, "x_ci": (0.5, 0.7), "y_ci": None}) == {
         "a": 1.0, "x_ci_low": 0.5, "x_ci_high": 0.7, "y_ci_low": None, "y_ci_high": None}
+
+
+def test_photo_groups_resample_each_photos_edits_together():
+    """One edit per photo: the photo-level interval is the edit-level one, draw for draw. Each edit
+    copied three times within its photo: resampled as edits the copies look like new evidence and
+    the interval narrows; resampled as photos it is exactly the interval of the photos' totals."""
+    method, base = _errors(30, spread=0.2)
+    photos = [f"p{i:02d}" for i in range(30)]  # sorted as the edits are: np.unique orders the groups
+    assert ratio_interval(method, base, groups=photos) == ratio_interval(method, base)
+    tripled_m, tripled_b = method.repeat_interleave(3), base.repeat_interleave(3)
+    tripled_photos = [p for p in photos for _ in range(3)]
+    by_photo = ratio_interval(tripled_m, tripled_b, groups=tripled_photos)
+    assert by_photo == pytest.approx(ratio_interval(3 * method, 3 * base), abs=1e-12)
+    by_edit = ratio_interval(tripled_m, tripled_b)
+    assert (by_edit[1] - by_edit[0]) < 0.75 * (by_photo[1] - by_photo[0])  # ~ 1/√3 as wide
+    assert ratio_interval(method[:8], base[:8], groups=list("aabbccdd")) is None  # 4 photos: too few to read their spread
+    assert ratio_interval(method[:10], base[:10], groups=list("aabbccddee")) is not None  # 5 photos
+    with pytest.raises(ValueError, match="one group per sample"):
+        ratio_interval(method, base, groups=photos[:5])
