@@ -150,12 +150,16 @@ def stack_records(records: list[Record], idx: list[int]) -> dict[str, torch.Tens
 INTERVAL_UNITS = ("edit", "photo")
 
 
+def check_interval_by(interval_by) -> str:
+    if interval_by not in INTERVAL_UNITS:
+        raise EvalInputError(f"interval_by must be one of {', '.join(INTERVAL_UNITS)}; got {interval_by!r}")
+    return interval_by
+
+
 def interval_groups(records: list[Record], interval_by: str) -> list[str] | None:
     """What an interval resamples: single edits (None) or whole photos, each edit labelled with the
     photo ``make_set`` made it from (``source`` in its json; its key where a set has none)."""
-    if interval_by not in INTERVAL_UNITS:
-        raise EvalInputError(f"interval_by must be one of {', '.join(INTERVAL_UNITS)}; got {interval_by!r}")
-    return None if interval_by == "edit" else [str(r.meta.get("source", r.key)) for r in records]
+    return None if check_interval_by(interval_by) == "edit" else [str(r.meta.get("source", r.key)) for r in records]
 
 
 def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_size: int = 8,
@@ -241,7 +245,7 @@ def evaluate(records: list[Record], methods: OrderedDict[str, Method], batch_siz
                        "seam": float(per[name]["seam"][ix].mean()),
                        "bg_mse": float(per[name]["bg_mse"][ix].mean())}
                 for name in methods}
-    return {"methods": methods_out, "families": families}, per
+    return {"methods": methods_out, "families": families, "interval_by": interval_by}, per
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> float | None:
@@ -261,6 +265,7 @@ def run(cfg) -> dict:
     """The whole command: load, score, write; returns the results dict."""
     from pixperfect.metrics.distribution import FeatureDistance
 
+    interval_by = check_interval_by(cfg.get("interval_by", "edit"))  # before any loading: a typo costs nothing
     records = load_set(str(cfg.set), cfg.get("limit"))
     methods = build_methods(cfg)
     lpips_model, lpips_reason = load_lpips(cfg.metrics.get("lpips_net"), cfg.device)
@@ -270,10 +275,8 @@ def run(cfg) -> dict:
     if any(r.prompt for r in records):
         clip_t, clip_reason = _clip_scorer(cfg.metrics.get("clip_model"))
     t0 = time.perf_counter()
-    interval_by = str(cfg.get("interval_by", "edit"))
     results, per = evaluate(records, methods, cfg.batch_size, lpips_model, distances, clip_t,
                             interval_by=interval_by)
-    results["interval_by"] = interval_by
     recipe = records[0].meta.get("recipe")
     results["set"] = {"spec": str(cfg.set), "samples": len(records), "recipe": recipe,
                       "sizes": sorted({f"{w}x{h}" for h, w in (r.size for r in records)}),

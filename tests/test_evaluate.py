@@ -216,6 +216,7 @@ def test_interval_by_photo_keeps_a_photos_edits_together(bench_set, tmp_path):
     cfg = _cfg(tmp_path, baselines=["input", "paste_back"])
     by_edit, _ = evaluate(records, build_methods(cfg), 4, progress=False)
     by_photo, _ = evaluate(records, build_methods(cfg), 4, progress=False, interval_by="photo")
+    assert by_photo["interval_by"] == "photo" and by_edit["interval_by"] == "edit"
     assert by_photo["methods"]["paste_back"]["masked_l1_ratio_ci"] == by_edit["methods"]["paste_back"]["masked_l1_ratio_ci"]
     assert interval_groups(records, "photo") == [r.meta["source"] for r in records] and interval_groups(records, "edit") is None
     with pytest.raises(EvalInputError, match="interval_by must be one of edit, photo; got 'image'"):

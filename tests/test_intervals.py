@@ -136,3 +136,23 @@ def test_photo_groups_resample_each_photos_edits_together():
     assert ratio_interval(method[:10], base[:10], groups=list("aabbccddee")) is not None  # 5 photos
     with pytest.raises(ValueError, match="one group per sample"):
         ratio_interval(method, base, groups=photos[:5])
+
+
+def test_train_final_evaluation_logs_the_interval_as_two_numbers(monkeypatch, tmp_path):
+    """train.py's after-export hook keeps every number of evaluate's rows, an interval as _low/_high,
+    for the loggers and the returned final/ metrics."""
+    from omegaconf import OmegaConf
+
+    import evaluation.after_training
+    import pixperfect.training.tracking
+    import train
+
+    logged = {}
+    monkeypatch.setattr(evaluation.after_training, "final_evaluation", lambda cfg, export, out: _results())
+    monkeypatch.setattr(pixperfect.training.tracking, "log_results_table",
+                        lambda loggers, name, rows: logged.update(rows))
+    cfg = OmegaConf.create({"final_evaluation": {"set": "s"}, "paths": {"output_dir": str(tmp_path)}})
+    final = train.final_evaluation_hook(cfg)([], str(tmp_path))
+    assert logged["ref"]["masked_l1_ratio_ci_low"] == 0.85 and logged["ref"]["masked_l1_ratio_ci_high"] == 0.95
+    assert final["final/ref/masked_l1_ratio_ci_low"] == 0.85 and final["final/ref/masked_l1_ratio"] == 0.9
+    assert "fid" not in logged["ref"]  # None is no number
