@@ -139,7 +139,12 @@ def test_lrelu_gain_keeps_unit_variance():
 AFFINE = {**TINY, "output": "affine"}
 
 
-@pytest.mark.parametrize("kw", [AFFINE, {**TINY, "output": "residual"}, {**TINY, "boundary_stats": False}])
+RESIDUAL_GLOBAL = {**TINY, "output": "residual", "global_transform": True}
+RINGS_GLOBAL = {**RESIDUAL_GLOBAL, "global_source": "rings", "boundary_stats": False}
+
+
+@pytest.mark.parametrize("kw", [AFFINE, {**TINY, "output": "residual"}, RESIDUAL_GLOBAL, RINGS_GLOBAL,
+                                {**TINY, "boundary_stats": False}])
 def test_refiner_variants_are_identity_at_init_and_train_everywhere(kw):
     torch.manual_seed(0)
     model = CMGANRefiner(**kw)
@@ -148,24 +153,61 @@ def test_refiner_variants_are_identity_at_init_and_train_everywhere(kw):
     mask[..., 5:20, 8:25] = 1
     assert torch.equal(model(x, mask), x)
     torch.nn.init.normal_(model.to_rgb.weight, std=0.1)
-    if kw.get("output") == "affine":
+    if model.global_transform:
         torch.nn.init.normal_(model.global_affine.weight, std=0.1)
     model(x, mask).sum().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead, dead
 
 
-def test_affine_head_applies_a_global_colour_transform_inside_the_mask():
+@pytest.mark.parametrize("kw, scale", [(AFFINE, 1.0), (RESIDUAL_GLOBAL, 1.0), (RINGS_GLOBAL, 1.0),
+                                       ({**RESIDUAL_GLOBAL, "global_scale": 0.5}, 0.5)])
+def test_global_colour_transform_applies_inside_the_mask_only(kw, scale):
     torch.manual_seed(0)
-    model = CMGANRefiner(**AFFINE)
+    model = CMGANRefiner(**kw)
     with torch.no_grad():
         model.global_affine.bias.copy_(torch.tensor([0.1, 0, 0, 0, 0.1, 0, 0, 0, 0.1, 0, 0, 0]))  # M_g = 0.1·I
     x = torch.full((1, 3, 16, 16), 0.5)
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
     out = model(x, mask)
-    torch.testing.assert_close(out[..., 4:12, 4:12], torch.full((1, 3, 8, 8), 0.55))
+    torch.testing.assert_close(out[..., 4:12, 4:12], torch.full((1, 3, 8, 8), 0.5 + 0.05 * scale))
     assert torch.equal(out[..., :4, :], x[..., :4, :])
+
+
+def test_global_transform_defaults_to_the_head_and_is_rebuilt_from_the_config(tmp_path):
+    assert CMGANRefiner(**AFFINE).global_transform and not CMGANRefiner(**{**TINY, "output": "residual"}).global_transform
+    assert not hasattr(CMGANRefiner(**{**AFFINE, "global_transform": False}), "global_affine")
+    model = CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_scale": 0.25})
+    torch.nn.init.normal_(model.global_affine.weight, std=0.1)
+    model.save_pretrained(tmp_path)
+    loaded = CMGANRefiner.from_pretrained(tmp_path)
+    assert loaded.global_transform and loaded.global_scale == 0.25
+    x, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    assert torch.equal(loaded(x, mask), model(x, mask))
+    with pytest.raises(ValueError, match="global_scale"):
+        CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_scale": 0.0})
+    with pytest.raises(ValueError, match="global_source"):
+        CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_source": "style"})
+
+
+def test_ring_driven_global_transform_sees_only_the_boundary_colours():
+    """``global_source="rings"``: two images with the same boundary rings get the same transform, however
+    different their content elsewhere (the code could tell them apart; the rings cannot)."""
+    torch.manual_seed(0)
+    model = CMGANRefiner(**RINGS_GLOBAL)
+    torch.nn.init.normal_(model.global_affine.weight, std=0.1)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    x = torch.full((2, 3, 64, 64), 0.5)
+    x[1, :, 26:38, 26:38] = torch.rand(3, 12, 12)  # deep inside the mask, away from both rings
+    out = model(x, mask)
+    delta = out - x
+    corner = delta[:, :, 16:24, 16:24]  # a corner of the edit, flat in both images
+    torch.testing.assert_close(corner[0], corner[1])
+    assert delta[0, :, 20, 20].abs().sum() > 0  # the transform is not zero
+    assert torch.equal(out[:, :, :16], x[:, :, :16])  # outside the mask: untouched
 
 
 def test_ring_statistics_see_a_colour_jump_at_the_boundary():

@@ -89,6 +89,19 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             3×3 + bias colour transform of the edit from the global code, applied through the
             mask. Colour casts are affine in colour space: the affine head fixes them with one
             transform and smooth maps instead of content-shaped residuals.
+        global_transform: the global 3×3 + bias colour transform of the edit from the global code,
+            applied through the mask (None: with ``output="affine"`` only, as before the option).
+            ``output="residual", global_transform=True`` keeps the one transform a cast needs
+            without the per-pixel matrix, which learns edit noise badly (docs/learning_diagnostics.md,
+            "Edit noise alone").
+        global_scale: a constant factor on the global transform (StyleGAN's learning-rate
+            multiplier): Adam steps each weight by about the learning rate whatever its gradient's
+            size, so a factor below 1 slows the transform by as much. Slowing it 16 times did not
+            stop its harm on edit noise (docs/learning_diagnostics.md).
+        global_source: what the global transform is computed from: ``"code"``, the global code (as
+            the affine head always has), or ``"rings"``, only the colour statistics of the two
+            rings at the mask boundary, which cannot tell one photo from another the way the code
+            can (measured: it learns casts more slowly and harms held-out edit noise less).
         boundary_stats: add to the global code the per-channel colour mean/std of two thin
             rings, just inside and just outside the mask boundary. The colour jump across the
             boundary is the evidence of a cast; given to the code directly, it is learned in
@@ -129,6 +142,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         style_dim: int = 512,
         ffc_global_ratio: float = 0.75,
         output: str = "affine",
+        global_transform: bool | None = None,
+        global_scale: float = 1.0,
+        global_source: str = "code",
         boundary_stats: bool | str = True,
         seam_prior: bool = False,
         seam_gain: bool = True,
@@ -141,6 +157,13 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if output not in ("residual", "affine"):
             raise ValueError(f"output must be 'residual' or 'affine'; got {output!r}")
         self.output = output
+        self.global_transform = output == "affine" if global_transform is None else bool(global_transform)
+        if not global_scale > 0:
+            raise ValueError(f"global_scale must be > 0; got {global_scale}")
+        self.global_scale = float(global_scale)
+        if global_source not in ("code", "rings"):
+            raise ValueError(f"global_source must be 'code' or 'rings'; got {global_source!r}")
+        self.global_source = global_source
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"channels needs at least 2 entries (one downsampling); got {channels}")
@@ -180,8 +203,10 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.to_rgb = Conv2d(channels[0], (12 if output == "affine" else 3) + int(self.seam_gain), 1)
         nn.init.zeros_(self.to_rgb.weight)  # identity at init
         nn.init.zeros_(self.to_rgb.bias)
-        if output == "affine":
-            self.global_affine = nn.Linear(style_dim, 12)
+        if self.global_transform and global_source == "rings":  # colour statistics only: no photo identity
+            self.global_rings = nn.Sequential(nn.Linear(RING_FEATURES, 64), nn.LeakyReLU(0.2))
+        if self.global_transform:
+            self.global_affine = nn.Linear(64 if global_source == "rings" else style_dim, 12)
             nn.init.zeros_(self.global_affine.weight)
             nn.init.zeros_(self.global_affine.bias)
         # "where": one sigmoid per image on the head's correction Δ (not on the prior), which a loss can
@@ -227,8 +252,10 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         bg = (1.0 - m_low).to(x.dtype)
         bg_mean = (x * bg).sum(dim=(2, 3)) / bg.sum(dim=(2, 3)).clamp_min(1.0)
         code = [x.mean(dim=(2, 3)), bg_mean]
-        if self.boundary_stats:
+        ring = None
+        if self.boundary_stats or (self.global_transform and self.global_source == "rings"):
             ring = ring_statistics(image, m).to(x.dtype)
+        if self.boundary_stats:
             if self.boundary_stats == "mean":  # colour only: the stds also see texture differences
                 ring = ring[:, [0, 1, 2, 6, 7, 8, 12]]
             code.append(ring)
@@ -247,15 +274,17 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
             head = head[:, :-1]
         elif self.seam_prior:
             prior = offset.to(image.dtype)
-        if self.output == "affine":  # Δ = M·x + b per pixel, plus mask·(M_g·x + b_g); all zero at init
+        if self.output == "affine":  # Δ = M·x + b per pixel; all zero at init
             n, _, h, w = head.shape
             matrix, bias = head[:, :9].view(n, 3, 3, h, w), head[:, 9:]
             delta = torch.einsum("nijhw,njhw->nihw", matrix, image) + 0.5 * bias
-            g = self.global_affine(style).to(image.dtype)
-            edit = torch.einsum("nij,njhw->nihw", g[:, :9].view(n, 3, 3), image) + 0.5 * g[:, 9:, None, None]
-            delta = delta + m.to(image.dtype) * edit
         else:
             delta = 0.5 * head  # network works in [-1, 1]; the residual is in [0, 1] units
+        if self.global_transform:  # plus mask·(M_g·x + b_g), one transform per image; zero at init
+            source = self.global_rings(ring) if self.global_source == "rings" else style
+            g = self.global_scale * self.global_affine(source).to(image.dtype)
+            edit = torch.einsum("nij,njhw->nihw", g[:, :9].view(-1, 3, 3), image) + 0.5 * g[:, 9:, None, None]
+            delta = delta + m.to(image.dtype) * edit
         gate_logit = None
         if self.cast_gate is not None:
             gate_logit = self.cast_gate(style).to(image.dtype)  # N×1
