@@ -210,6 +210,24 @@ def test_ring_driven_global_transform_sees_only_the_boundary_colours():
     assert torch.equal(out[:, :, :16], x[:, :, :16])  # outside the mask: untouched
 
 
+@pytest.mark.parametrize("stats", [False, True, "mean"])
+def test_ring_driven_global_transform_follows_the_boundary_colours(stats):
+    """...and a colour jump at the boundary alone changes it, whatever the code's ring statistics are."""
+    torch.manual_seed(0)
+    model = CMGANRefiner(**{**RINGS_GLOBAL, "boundary_stats": stats})
+    torch.nn.init.normal_(model.global_affine.weight, std=0.1)
+    torch.nn.init.normal_(model.global_rings[0].weight, std=1.0)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    x = torch.full((2, 3, 64, 64), 0.5)
+    x[1] += 0.2 * mask[1] * torch.tensor([1.0, 0, 0])[:, None, None]  # a red cast: the inner ring differs
+    seen = []
+    model.global_affine.register_forward_hook(lambda module, args, out: seen.append(out))
+    model(x, mask)
+    g = seen[0]  # N×12: the transform of each image
+    assert (g[0] - g[1]).abs().max() > 1e-3
+
+
 def test_ring_statistics_see_a_colour_jump_at_the_boundary():
     from pixperfect.models.refiner import RING_FEATURES, ring_statistics
 

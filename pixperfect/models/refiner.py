@@ -85,23 +85,23 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         style_dim: width of the global code.
         ffc_global_ratio: share of bottleneck channels in the FFC's spectral branch.
         output: ``"residual"`` — the head predicts an additive RGB residual; ``"affine"`` — it
-            predicts a per-pixel 3×3 colour matrix and bias, ``x + M(x)·x + b``, plus one global
-            3×3 + bias colour transform of the edit from the global code, applied through the
-            mask. Colour casts are affine in colour space: the affine head fixes them with one
-            transform and smooth maps instead of content-shaped residuals.
-        global_transform: the global 3×3 + bias colour transform of the edit from the global code,
-            applied through the mask (None: with ``output="affine"`` only, as before the option).
-            ``output="residual", global_transform=True`` keeps the one transform a cast needs
-            without the per-pixel matrix, which learns edit noise badly (docs/learning_diagnostics.md,
-            "Edit noise alone").
+            predicts a per-pixel 3×3 colour matrix and bias, ``x + M(x)·x + b``, by default plus
+            the global transform below. Colour casts are affine in colour space: the affine head
+            fixes them with one transform and smooth maps instead of content-shaped residuals.
+        global_transform: add one 3×3 + bias colour transform of the edit per image, applied
+            through the mask (None: with ``output="affine"`` only, as before the option).
+            ``output="residual", global_transform=True`` is the transform without the per-pixel
+            matrix: it learns casts as the affine head does, and alone it harms held-out edit
+            noise (docs/learning_diagnostics.md, "The global transform learns the casts").
         global_scale: a constant factor on the global transform (StyleGAN's learning-rate
             multiplier): Adam steps each weight by about the learning rate whatever its gradient's
             size, so a factor below 1 slows the transform by as much. Slowing it 16 times did not
             stop its harm on edit noise (docs/learning_diagnostics.md).
         global_source: what the global transform is computed from: ``"code"``, the global code (as
-            the affine head always has), or ``"rings"``, only the colour statistics of the two
-            rings at the mask boundary, which cannot tell one photo from another the way the code
-            can (measured: it learns casts more slowly and harms held-out edit noise less).
+            the affine head always has), or ``"rings"``, only the 13 colour statistics of the two
+            rings at the mask boundary (all 13 whatever ``boundary_stats`` is), which carry less of
+            a photo's identity than the code (measured: it learns casts more slowly and harms
+            held-out edit noise less).
         boundary_stats: add to the global code the per-channel colour mean/std of two thin
             rings, just inside and just outside the mask boundary. The colour jump across the
             boundary is the evidence of a cast; given to the code directly, it is learned in
@@ -252,13 +252,11 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         bg = (1.0 - m_low).to(x.dtype)
         bg_mean = (x * bg).sum(dim=(2, 3)) / bg.sum(dim=(2, 3)).clamp_min(1.0)
         code = [x.mean(dim=(2, 3)), bg_mean]
-        ring = None
+        ring = None  # all RING_FEATURES statistics: the code may take a subset, the rings source takes them all
         if self.boundary_stats or (self.global_transform and self.global_source == "rings"):
             ring = ring_statistics(image, m).to(x.dtype)
-        if self.boundary_stats:
-            if self.boundary_stats == "mean":  # colour only: the stds also see texture differences
-                ring = ring[:, [0, 1, 2, 6, 7, 8, 12]]
-            code.append(ring)
+        if self.boundary_stats:  # "mean": colour only, the stds also see texture differences
+            code.append(ring[:, [0, 1, 2, 6, 7, 8, 12]] if self.boundary_stats == "mean" else ring)
         style = self.global_mlp(torch.cat(code, dim=1))
 
         for gblock, sblock, skip in zip(self.global_blocks, self.spatial_blocks, reversed(skips)):
@@ -283,7 +281,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if self.global_transform:  # plus mask·(M_g·x + b_g), one transform per image; zero at init
             source = self.global_rings(ring) if self.global_source == "rings" else style
             g = self.global_scale * self.global_affine(source).to(image.dtype)
-            edit = torch.einsum("nij,njhw->nihw", g[:, :9].view(-1, 3, 3), image) + 0.5 * g[:, 9:, None, None]
+            edit = torch.einsum("nij,njhw->nihw", g[:, :9].view(image.shape[0], 3, 3), image) + 0.5 * g[:, 9:, None, None]
             delta = delta + m.to(image.dtype) * edit
         gate_logit = None
         if self.cast_gate is not None:
