@@ -190,13 +190,16 @@ def test_global_transform_defaults_to_the_head_and_is_rebuilt_from_the_config(tm
         CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_scale": 0.0})
     with pytest.raises(ValueError, match="global_source"):
         CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_source": "style"})
+    with pytest.raises(ValueError, match="needs the global transform"):
+        CMGANRefiner(**{**TINY, "output": "residual", "global_source": "rings"})
 
 
-def test_ring_driven_global_transform_sees_only_the_boundary_colours():
+@pytest.mark.parametrize("stats", [False, True, "mean"])
+def test_ring_driven_global_transform_sees_only_the_boundary_colours(stats):
     """``global_source="rings"``: two images with the same boundary rings get the same transform, however
     different their content elsewhere (the code could tell them apart; the rings cannot)."""
     torch.manual_seed(0)
-    model = CMGANRefiner(**RINGS_GLOBAL)
+    model = CMGANRefiner(**{**RINGS_GLOBAL, "boundary_stats": stats})
     torch.nn.init.normal_(model.global_affine.weight, std=0.1)
     mask = torch.zeros(2, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1

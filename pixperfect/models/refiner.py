@@ -163,6 +163,9 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.global_scale = float(global_scale)
         if global_source not in ("code", "rings"):
             raise ValueError(f"global_source must be 'code' or 'rings'; got {global_source!r}")
+        if global_source != "code" and not self.global_transform:
+            raise ValueError(f"global_source={global_source!r} needs the global transform (global_transform=true, "
+                             "or output='affine'); without it there is nothing to compute")
         self.global_source = global_source
         channels = list(channels)
         if len(channels) < 2:
