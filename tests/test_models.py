@@ -186,8 +186,11 @@ def test_global_transform_defaults_to_the_head_and_is_rebuilt_from_the_config(tm
     x, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
     assert torch.equal(loaded(x, mask), model(x, mask))
-    with pytest.raises(ValueError, match="global_scale"):
-        CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_scale": 0.0})
+    for bad_scale in (0.0, -1.0, float("nan"), float("inf"), "0.5"):
+        with pytest.raises(ValueError, match="global_scale"):
+            CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_scale": bad_scale})
+    with pytest.raises(ValueError, match="global_transform"):
+        CMGANRefiner(**{**TINY, "output": "residual", "global_transform": "false"})
     with pytest.raises(ValueError, match="global_source"):
         CMGANRefiner(**{**RESIDUAL_GLOBAL, "global_source": "style"})
     with pytest.raises(ValueError, match="needs the global transform"):

@@ -157,9 +157,12 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         if output not in ("residual", "affine"):
             raise ValueError(f"output must be 'residual' or 'affine'; got {output!r}")
         self.output = output
+        if global_transform not in (None, True, False):  # bool("false") would be True
+            raise ValueError(f"global_transform must be true, false or null; got {global_transform!r}")
         self.global_transform = output == "affine" if global_transform is None else bool(global_transform)
-        if not global_scale > 0:
-            raise ValueError(f"global_scale must be > 0; got {global_scale}")
+        if isinstance(global_scale, bool) or not isinstance(global_scale, (int, float)) \
+                or not 0 < global_scale < float("inf"):
+            raise ValueError(f"global_scale must be a finite number > 0; got {global_scale!r}")
         self.global_scale = float(global_scale)
         if global_source not in ("code", "rings"):
             raise ValueError(f"global_source must be 'code' or 'rings'; got {global_source!r}")
@@ -206,7 +209,7 @@ class CMGANRefiner(nn.Module, PretrainedMixin):
         self.to_rgb = Conv2d(channels[0], (12 if output == "affine" else 3) + int(self.seam_gain), 1)
         nn.init.zeros_(self.to_rgb.weight)  # identity at init
         nn.init.zeros_(self.to_rgb.bias)
-        if self.global_transform and global_source == "rings":  # colour statistics only: no photo identity
+        if self.global_transform and global_source == "rings":  # boundary colour statistics only, not the code
             self.global_rings = nn.Sequential(nn.Linear(RING_FEATURES, 64), nn.LeakyReLU(0.2))
         if self.global_transform:
             self.global_affine = nn.Linear(64 if global_source == "rings" else style_dim, 12)
