@@ -40,6 +40,19 @@ def test_every_experiment_composes(experiment, compose_cfg):
     assert cfg.loss.spaces.pixel.l1_weight == 64.0
 
 
+DEBUG_MODES = sorted(p.stem for p in (ROOT / "configs" / "debug").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("debug", DEBUG_MODES)
+@pytest.mark.parametrize("experiment", ["demo", "cpu_small", "ablation/haar"])
+def test_debug_runs_never_export_over_an_experiments_refiner(debug, experiment, compose_cfg):
+    """A 20-step `debug=profiler` run of the demo once replaced outputs/demo/refiner; now it exports to its run dir."""
+    assert compose_cfg([f"experiment={experiment}"]).export_dir is not None  # the experiment has an export to protect
+    assert compose_cfg([f"experiment={experiment}", f"debug={debug}"]).export_dir is None  # → <run dir>/refiner
+    explicit = compose_cfg([f"experiment={experiment}", f"debug={debug}", "export_dir=/tmp/mine"]).export_dir
+    assert explicit == "/tmp/mine"  # asking for a place still wins
+
+
 def test_paper_experiment_settings(compose_cfg):
     cfg = compose_cfg(["experiment=pixperfect_flux"])
     assert cfg.data.resolution == 512 and cfg.data.batch_size == 32
