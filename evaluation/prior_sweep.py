@@ -6,6 +6,7 @@
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6,8 --compensate 1 --shrinkage james_stein,wiener
 
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6 --compensate 1 --cg 0,0.125,0.25,0.5
+    python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 4,6,8,12 --compensate 1 --block 0,4
 
 Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
 fill, then ``--cg`` × the longer side CG iterations, the refiner's ``seam_cg``): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
@@ -31,14 +32,15 @@ from pixperfect.models.seam_offset import DEFAULT_CG, SHRINKAGES, cg_iterations,
 
 
 def variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gain: float = 1.0, shrinkage: str = "james_stein",
-            cg: float = DEFAULT_CG):
+            cg: float = DEFAULT_CG, block: int = 0):
     """An ``evaluate`` method: the edit + gain · the seam offset with these settings (the original
     unused). A constant gain other than 1 is what a refiner that learned one scale for every image
-    returns. ``cg``: the fill's CG iterations per px of the longer side (the refiner's ``seam_cg``)."""
+    returns. ``cg``: the fill's CG iterations per px of the longer side (the refiner's ``seam_cg``);
+    ``block``: the radius over which the jump's noise is taken to be correlated (0: independent)."""
     def method(x_gen, mask, x_orig, batch_index):
         field = seam_offset(x_gen.float(), mask.float(), ring=ring, shrink=shrink,
                             iterations=cg_iterations(cg, *x_gen.shape[-2:]), compensate=compensate,
-                            gap=gap, shrinkage=shrinkage)
+                            gap=gap, shrinkage=shrinkage, block=block)
         return (x_gen.float() + gain * field).clamp(0.0, 1.0)
     return method
 
@@ -47,14 +49,14 @@ ORACLE_GAINS = tuple(round(-0.5 + 0.1 * i, 1) for i in range(26))  # -0.5 … 2.
 
 
 def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1, gains=ORACLE_GAINS,
-                        shrinkage: str = "james_stein", cg: float = DEFAULT_CG):
+                        shrinkage: str = "james_stein", cg: float = DEFAULT_CG, block: int = 0):
     """The edit + a·offset with, per sample, the gain a that scores best against the target: what a
     refiner that learned one perfect gain per image would reach. It reads the target, so it is an
     upper bound (the headroom of learning a per-image gain on the prior), never a method."""
     def method(x_gen, mask, x_gt, batch_index):
         x_gen = x_gen.float()
         field = seam_offset(x_gen, mask.float(), ring=ring, shrink=shrink, iterations=cg_iterations(cg, *x_gen.shape[-2:]),
-                            compensate=compensate, gap=gap, shrinkage=shrinkage)
+                            compensate=compensate, gap=gap, shrinkage=shrinkage, block=block)
         outs = torch.stack([(x_gen + a * field).clamp(0.0, 1.0) for a in gains])  # G×N×3×H×W
         errors = torch.stack([masked_l1(o, x_gt, mask) for o in outs])  # G×N, the metric the table reports
         best = errors.argmin(dim=0)
@@ -65,26 +67,28 @@ def oracle_gain_variant(ring: int, shrink: float, compensate: bool, gap: int = 1
 def sweep(records, rings: list[int], shrinks: list[float], compensates: list[bool],
           gaps: list[int] = (1,), oracle_gain: bool = False, gains: list[float] = (1.0,),
           shrinkages: list[str] = ("james_stein",), output_bits: int | None = None,
-          cgs: list[float] = (DEFAULT_CG,)) -> dict[str, dict[str, float]]:
+          cgs: list[float] = (DEFAULT_CG,), blocks: list[int] = (0,)) -> dict[str, dict[str, float]]:
     """{variant name: {"overall" | family: masked-L1 ratio (absolute masked L1 where the input's is 0)}}.
     A gap only changes the jump, so raw-step variants are scored once, without one. ``oracle_gain``
     adds, after each variant, its per-image best-gain upper bound (``oracle_gain_variant``); each of
     ``gains`` scales the offset by that constant (named ``×gain`` where it is not 1). A ``wiener``
     shrinkage is named as such; ``james_stein``, the default, is not. ``output_bits`` scores every
     variant as the image file of that depth (``evaluate``'s ``output_bits``). Each of ``cgs`` is a fill
-    (``seam_cg``), named ``cg=…`` where it is not the default."""
+    (``seam_cg``), named ``cg=…`` where it is not the default; each of ``blocks`` a correlation radius of
+    the jump's noise, named ``block=…`` where it is not 0."""
     methods = {"input": lambda g, m, o, i: g}
-    for ring, shrink, comp, gap, rule, cg in itertools.product(rings, shrinks, compensates, gaps, shrinkages, cgs):
+    for ring, shrink, comp, gap, rule, cg, block in itertools.product(rings, shrinks, compensates, gaps, shrinkages, cgs,
+                                                                       blocks):
         if not comp and gap != gaps[0]:
             continue
         name = (f"{'jump' if comp else 'step'} ring={ring} shrink={shrink:g}" + (f" gap={gap}" if comp and gap != 1 else "")
-                + (f" {rule}" if rule != "james_stein" else "") + (f" cg={cg:g}" if cg != DEFAULT_CG else ""))
+                + (f" {rule}" if rule != "james_stein" else "") + (f" cg={cg:g}" if cg != DEFAULT_CG else "") + (f" block={block}" if block else ""))
         for gain in gains:
             methods[name + (f" ×{gain:g}" if gain != 1 else "")] = variant(ring, shrink, comp, gap if comp else 1, gain,
-                                                                            rule, cg)
+                                                                            rule, cg, block)
         if oracle_gain:
             methods[name + " oracle gain"] = oracle_gain_variant(ring, shrink, comp, gap if comp else 1, shrinkage=rule,
-                                                                 cg=cg)
+                                                                 cg=cg, block=block)
     if output_bits is not None:
         methods = {name: quantized(fn, output_bits) for name, fn in methods.items()}
     return sweep_table(records, methods)
@@ -173,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cg", type=floats, default=[DEFAULT_CG],
                         help=f"comma-separated CG budgets of the fill, iterations per px of the longer side (the "
                              f"refiner's seam_cg; default {DEFAULT_CG}; 0 = push-pull only, the prior before session 15)")
+    parser.add_argument("--block", type=ints, default=[0],
+                        help="comma-separated radii in px over which the jump's noise is taken to be correlated "
+                             "(batch-means standard error; 0 = every crossing independent, the default)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -181,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--gap takes values ≥ 1")
     if any(c < 0 for c in args.cg):
         parser.error("--cg takes values ≥ 0")
+    if any(b < 0 for b in args.block):
+        parser.error("--block takes values ≥ 0")
     try:
         records = load_set(args.set, args.limit)
         table = sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain,
-                      args.shrinkage, args.output_bits, args.cg)
+                      args.shrinkage, args.output_bits, args.cg, args.block)
     except EvalInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

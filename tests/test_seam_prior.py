@@ -516,3 +516,56 @@ def test_a_samples_fill_is_the_same_alone_or_in_a_batch():
     for i in range(2):
         alone = seam_offset(image[i:i + 1], mask[i:i + 1], iterations=200)
         assert torch.equal(both[i:i + 1], alone), float((both[i:i + 1] - alone).abs().max())
+
+
+def _edit_with_jumps_along_the_seam(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat grey photo whose right half (the mask) is offset by ``values[row]``: the jump across
+    the straight seam at every row is −values[row] (the edit side is the mask side)."""
+    n, h = values.shape[0], values.shape[-1]
+    image = torch.full((n, 3, h, h), 0.5, dtype=torch.float64)
+    mask = torch.zeros(n, 1, h, h, dtype=torch.float64)
+    mask[..., h // 2:] = 1.0
+    return image + values.view(n, 1, h, 1) * mask, mask
+
+
+def _jump_sums(image, mask):
+    from pixperfect.models.seam_offset import seam_step
+    return seam_step(image, mask, radius=0, shrink=0.0, compensate=True)
+
+
+def test_correlation_inflation_is_one_for_independent_jumps_and_the_block_size_for_jumps_that_move_together():
+    """Batch means: jumps drawn per row leave the standard error as it is (inflation ≈ 1); jumps
+    constant over runs of 8 rows (a JPEG or latent grid) make it about the crossings per block
+    (2·4+1 = 9 at block 4) times larger."""
+    from pixperfect.models.seam_offset import correlation_inflation
+    g = torch.Generator().manual_seed(5)
+    h, seam = 96, slice(24, 72)
+    independent = 0.02 * torch.randn(8, h, generator=g, dtype=torch.float64)
+    runs = (0.02 * torch.randn(8, h // 8, generator=g, dtype=torch.float64)).repeat_interleave(8, dim=1)
+    ratios = {}
+    for name, values in (("independent", independent), ("runs", runs)):
+        flux, crossings = _jump_sums(*_edit_with_jumps_along_the_seam(values))
+        inflation = correlation_inflation(flux, crossings, radius=16, block=4)
+        ratios[name] = inflation[..., seam, h // 2].median().item()
+    assert 1.0 <= ratios["independent"] < 1.6
+    assert 5.0 < ratios["runs"] < 12.0
+
+
+def test_block_turns_grid_correlated_texture_down_and_keeps_a_cast():
+    """Jumps that move together over 8-row runs, with no cast beneath: the default rule (independent
+    crossings) moves the edit over 10× more than jumps of the same spread drawn per row, because it
+    reads their window mean as a cast; ``block=4`` takes less than half of that. A clear cast on top of
+    the same texture is still read (within 0.015 of it at the centre of the seam)."""
+    g = torch.Generator().manual_seed(3)
+    h = 96
+    runs = (0.02 * torch.randn(16, h // 8, generator=g, dtype=torch.float64)).repeat_interleave(8, dim=1)
+    independent = 0.02 * torch.randn(16, h, generator=g, dtype=torch.float64)
+    texture, mask = _edit_with_jumps_along_the_seam(runs)
+    default = seam_offset(texture, mask, iterations=0).abs().mean()
+    assert default > 10 * seam_offset(*_edit_with_jumps_along_the_seam(independent), iterations=0).abs().mean()
+    assert seam_offset(texture, mask, iterations=0, block=4).abs().mean() < 0.5 * default
+    cast, _ = _edit_with_jumps_along_the_seam(runs[:4] + 0.1)
+    read = -seam_offset(cast, mask[:4], iterations=0, block=4)[..., h // 2, h // 2 + 4]
+    assert ((read - 0.1).abs() < 0.015).all()
+    with pytest.raises(ValueError, match="block must be a whole number"):
+        seam_offset(cast, mask[:4], block=-1)

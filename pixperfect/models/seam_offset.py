@@ -107,8 +107,32 @@ DEFAULT_CG = 0.25  # the prior's CG iterations per px of the longer side (64 at 
 DEFAULT_SHRINK = {"james_stein": 6.0, "wiener": 8.0}  # each chosen on the validation set (docs/seam_prior.md)
 
 
+def correlation_inflation(step_sum: torch.Tensor, crossings: torch.Tensor, radius: int, block: int) -> torch.Tensor:
+    """N×1×H×W: how many times the variance of a window's mean jump exceeds what independent
+    crossings give, by batch means. Jumps at neighbouring crossings move together where the error
+    has a grid (JPEG's 8-px cells, an autoencoder's latent cells), so a standard error that counts
+    every crossing as independent reads their window mean as a cast. The ratio compares the spread
+    of block means (radius ``block``) with that of single crossings, both about a local mean of
+    radius 4·``block`` (so a cast that varies slowly along the seam is not counted as noise), scaled
+    so that independent jumps give 1: (Σ(b − l)²·n_b) / (Σ(p − l)²·(1 − n_b/n_l)) over the window of
+    ``radius``; jumps constant over each block give about its crossings n_b. At least 1: it only
+    ever adds noise to the independent-crossings rule."""
+    count = _box_sum(crossings, radius).clamp_min(1.0)
+    per_pixel = step_sum / crossings.clamp_min(1.0)
+    n_block, n_local = _box_sum(crossings, block), _box_sum(crossings, 4 * block)
+    block_mean = _box_sum(step_sum, block) / n_block.clamp_min(1.0)
+    local_mean = _box_sum(step_sum, 4 * block) / n_local.clamp_min(1.0)
+    between = _box_sum((block_mean - local_mean).square() * crossings, radius).sum(dim=1, keepdim=True)
+    within = _box_sum((per_pixel - local_mean).square() * crossings, radius).sum(dim=1, keepdim=True)
+    n_b = _box_sum(n_block * crossings, radius) / count  # crossings per block, averaged over the window
+    n_l = _box_sum(n_local * crossings, radius) / count
+    expected = within * (1.0 - n_b / n_l.clamp_min(1.0)).clamp_min(0.1)  # what independent jumps give, × n_b
+    return (between * n_b / (expected + 1e-12)).clamp_min(1.0)
+
+
 def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: float,
-              compensate: bool = False, gap: int = 1, shrinkage: str = "james_stein") -> tuple[torch.Tensor, torch.Tensor]:
+              compensate: bool = False, gap: int = 1, shrinkage: str = "james_stein",
+              block: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(flux, crossings): per mask pixel, the sum over its background 4-neighbours p of the
     smoothed and shrunk step ``image[p] − image[q]``, and the number of such neighbours.
 
@@ -123,7 +147,9 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
     ``shrinkage`` turns the window's mean jump μ down against the noise ν of that mean (``shrink``
     times its squared standard error): ``"james_stein"`` multiplies it by max(0, 1 − ν/|μ|²), so a
     jump within the noise is exactly zero and an edit with no cast is left as it is; ``"wiener"``
-    by |μ|²/(|μ|² + ν), which is never zero (the estimator before session 10)."""
+    by |μ|²/(|μ|² + ν), which is never zero (the estimator before session 10). ``block`` > 0 multiplies
+    ν by ``correlation_inflation`` at that block radius (0: every crossing independent, the default;
+    measured in docs/seam_prior.md, "Jumps that move together")."""
     if shrinkage not in SHRINKAGES:
         raise ValueError(f"seam_step: shrinkage must be one of {SHRINKAGES}; got {shrinkage!r}")
     m = (mask > 0.5).to(image.dtype)
@@ -150,6 +176,8 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
         signal = mean.square().sum(dim=1, keepdim=True)
         # standard error of the mean over the window, with the crossings of a straight boundary
         noise = shrink * variance / (2 * radius + 1)
+        if block > 0:
+            noise = noise * correlation_inflation(step_sum, crossings, radius, block)
         if shrinkage == "james_stein":  # positive part: a jump within the noise is no jump
             mean = mean * (1.0 - noise / (signal + 1e-12)).clamp_min(0.0)
         else:
@@ -166,7 +194,7 @@ def cg_iterations(fraction: float, height: int, width: int) -> int:
 
 def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None, shrink: float | None = None,
                 iterations: int | None = None, compensate: bool = True, gap: int = 1,
-                shrinkage: str = "james_stein") -> torch.Tensor:
+                shrinkage: str = "james_stein", block: int = 0) -> torch.Tensor:
     """N×3×H×W additive correction, zero outside the mask: the membrane whose boundary flux is the
     (gradient-compensated, smoothed, shrunk) colour step from the edit to the background.
 
@@ -175,7 +203,8 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
     strength of the shrinkage towards zero (0 = none; default 6 for ``"james_stein"``, 8 for
     ``"wiener"``) and ``shrinkage`` its rule (see ``seam_step``; ``"wiener"`` is the estimator
     before session 10); ``compensate`` the jump rather than the raw step and ``gap``
-    how far from the seam it is read (see ``seam_step``); ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the
+    how far from the seam it is read and ``block`` the radius in px over which the noise of the jump
+    is taken to be correlated (see ``seam_step``; 0 = independent); ``iterations`` the conjugate-gradient budget (default 2·max(H, W); 0 = the
     push-pull start only). ``ring=0, shrink=0, compensate=False`` with iterations is the exact
     membrane. A mask with no boundary gives zeros.
     """
@@ -187,12 +216,14 @@ def seam_offset(image: torch.Tensor, mask: torch.Tensor, ring: int | None = None
         raise ValueError(f"seam_offset: ring, shrink and iterations must be ≥ 0; got {ring}, {shrink}, {iterations}")
     if int(gap) != gap or gap < 1:
         raise ValueError(f"seam_offset: gap must be a whole number of pixels ≥ 1; got {gap}")
+    if int(block) != block or block < 0:
+        raise ValueError(f"seam_offset: block must be a whole number of pixels ≥ 0 (0 = independent crossings); got {block}")
     out_dtype = image.dtype
     image = image.to(torch.promote_types(image.dtype, torch.float32))  # half precision: 1e-12 and squares underflow
     h, w = image.shape[-2:]
     r = max(2, min(h, w) // 8) if ring is None else ring
     m = (mask > 0.5).to(image.dtype)
-    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate, int(gap), shrinkage)
+    flux, crossings = seam_step(image, m, 2 * r if r else 0, shrink, compensate, int(gap), shrinkage, int(block))
     # start: the per-pixel step filled into the interior (exact for a uniform cast)
     x = push_pull_fill(flux / crossings.clamp_min(1.0), crossings.clamp(max=1.0)) * m
     ones = torch.ones_like(m)
