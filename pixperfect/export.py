@@ -15,7 +15,9 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -223,27 +225,62 @@ def model_card(refiner: nn.Module, training: Mapping | None = None, validation: 
     return "\n".join(lines)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+EXPORT_FILES = ("config.json", "model.safetensors")  # what makes a folder an export (``from_pretrained`` reads them)
+
+
+def _same_export(a: Path, b: Path) -> bool:
+    """The same refiner: config and weights byte for byte (the card may differ: run dates, tables)."""
+    return all((a / f).is_file() and (b / f).is_file() and (a / f).read_bytes() == (b / f).read_bytes()
+               for f in EXPORT_FILES)
+
+
+def _set_aside(out: Path) -> Path:
+    """Rename the export in ``out`` to ``<name>.replaced-<time of its weights>`` beside it (a number
+    appended if taken), so a run that exports to the same place never loses the one before."""
+    weights = out / "model.safetensors"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime((weights if weights.exists() else out).stat().st_mtime))
+    target = out.with_name(f"{out.name}.replaced-{stamp}")
+    n = 1
+    while target.exists():
+        target, n = out.with_name(f"{out.name}.replaced-{stamp}-{n}"), n + 1
+    out.rename(target)
+    return target
 
 
 def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | None = None,
                    validation: Mapping | None = None, evaluation: Mapping | str | None = None) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` + the ``README.md`` model card."""
+    """Write ``config.json`` + ``model.safetensors`` + the ``README.md`` model card.
+
+    Written into a hidden folder beside ``out_dir`` first, then renamed into place, so a crash mid-way
+    never leaves half an export. Nothing written before is lost: a different export already in
+    ``out_dir`` is renamed to ``<name>.replaced-<time>`` (printed); the same weights and config (a
+    rerun of a deterministic recipe) only get their files rewritten, as does a folder with other
+    files and no export."""
     out = Path(out_dir)
     for parent in [out, *out.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"cannot export to {out}: {parent} is a file, not a folder")
             break
-    out.mkdir(parents=True, exist_ok=True)
-    refiner.save_pretrained(out)
-    _write_text_atomic(out / "README.md", model_card(refiner, training, validation, evaluation))
+    place = out.resolve()  # ("." has no name to put a sibling beside)
+    place.parent.mkdir(parents=True, exist_ok=True)
+    staging = place.with_name(f".{place.name}.exporting-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        refiner.save_pretrained(staging)
+        (staging / "README.md").write_text(model_card(refiner, training, validation, evaluation), encoding="utf-8")
+        if place.is_dir() and any((place / f).exists() for f in EXPORT_FILES) and not _same_export(place, staging):
+            print(f"export: {out} held another refiner; kept as {_set_aside(place)}")
+        if place.is_dir() and any(place.iterdir()):  # the same refiner again, or no export among other files
+            for f in staging.iterdir():
+                os.replace(f, place / f.name)
+        else:
+            if place.is_dir():
+                place.rmdir()
+            os.replace(staging, place)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Test-only callbacks, importable by training subprocesses as ``tests.helpers``."""
+"""Test-only helpers: callbacks, importable by training subprocesses as ``tests.helpers``, and the tiny
+refiner the inference tests share."""
 
 from __future__ import annotations
 
@@ -26,3 +27,17 @@ class ParamChecksum(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self._write(trainer, pl_module, "end")
+
+
+TINY_REFINER = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+
+
+def tiny_refiner(seed: int = 0):
+    """A tiny ``CMGANRefiner`` (in train mode, as built) whose output layer is not zero, so that,
+    unlike a fresh one, it changes every pixel. The same seed gives the same weights."""
+    from pixperfect.models import CMGANRefiner
+
+    torch.manual_seed(seed)
+    model = CMGANRefiner(**TINY_REFINER)
+    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
+    return model

@@ -15,9 +15,8 @@ from PIL import Image
 from conftest import ROOT, load_photo
 from pixperfect import Refiner
 from pixperfect.app import build_app, mask_from_drawing
-from pixperfect.models import CMGANRefiner
+from helpers import tiny_refiner
 
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
 CHROMIUM = os.environ.get("PIXPERFECT_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = ROOT / "docs" / "app_screenshot.png"
 
@@ -30,10 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def refiner():
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
-    return Refiner(model)
+    return Refiner(tiny_refiner())
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pixperfect import Refiner
 from pixperfect.export import main as export_main
 from pixperfect.export import metrics_table, model_card, results_markdown
 from pixperfect.models import CMGANRefiner
+from helpers import TINY_REFINER as TINY, tiny_refiner
 
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
 VAL = {"val/input/masked_l1": 0.0622, "val/paste_back/masked_l1": 0.0600, "val/refiner/masked_l1": 0.0591,
        "val/input/psnr": 31.5, "val/refiner/psnr": 32.14}
 
@@ -20,9 +20,7 @@ VAL = {"val/input/masked_l1": 0.0622, "val/paste_back/masked_l1": 0.0600, "val/r
 @pytest.fixture
 def run_dir(tmp_path):
     """A run folder as train.py leaves it: .hydra/{config,hydra}.yaml and checkpoints/last.ckpt."""
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
+    model = tiny_refiner()
     run = tmp_path / "runs" / "2026-01-01_00-00-00"
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
@@ -106,3 +104,50 @@ def test_export_under_a_file_is_one_line(run_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert export_main([str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "afile" / "out")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def _same_outputs(folder, model) -> bool:
+    x, m = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.zeros(1, 1, 16, 16)
+    m[..., 4:12, 4:12] = 1
+    with torch.no_grad():
+        return torch.equal(Refiner.from_pretrained(folder)(x, m, region="full"), model(x, m))
+
+
+def test_exporting_over_another_refiner_keeps_it_beside(tmp_path, capsys):
+    """Nothing written is lost: a second, different export to the same folder moves the first to
+    ``<name>.replaced-<time>`` (both still load as themselves); the same refiner again replaces its
+    files in place and keeps nothing extra; no staging folder is left."""
+    from pixperfect.export import export_refiner
+    first, second = tiny_refiner(0).eval(), tiny_refiner(1).eval()
+    out = tmp_path / "refiner"
+    export_refiner(first, out)
+    export_refiner(first, out)  # a deterministic rerun: the same weights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
+    export_refiner(second, out)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]
+    assert len(kept) == 1 and f"kept as {kept[0]}" in capsys.readouterr().out
+    assert _same_outputs(out, second) and _same_outputs(kept[0], first)
+    export_refiner(first, out)  # and back: a second set-aside, under a name of its own
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]) == 2
+    assert _same_outputs(out, first)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    from pixperfect import export
+    out = tmp_path / "refiner"
+    export.export_refiner(tiny_refiner(0).eval(), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(export, "model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        export.export_refiner(tiny_refiner(1).eval(), out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
+
+
+def test_export_into_a_folder_of_other_files_adds_its_own(tmp_path):
+    from pixperfect.export import export_refiner
+    (tmp_path / "notes.txt").write_text("mine")
+    export_refiner(tiny_refiner(0).eval(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and _same_outputs(tmp_path, tiny_refiner(0).eval())

@@ -8,18 +8,13 @@ from PIL import Image
 
 from pixperfect import Refiner
 from pixperfect.integrations import RefinedInpaintPipeline, refine_pipeline_output
-from pixperfect.models import CMGANRefiner
 from tiny_diffusers import tiny_inpaint_pipeline
-
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+from helpers import tiny_refiner
 
 
 @pytest.fixture(scope="module")
 def refiner():
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
-    return Refiner(model)
+    return Refiner(tiny_refiner())
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,8 @@ import torch
 
 from pixperfect import Refiner
 from pixperfect.inference.pooling import boundary_region, colour_variants, discrepancy, pooled_refine
-from pixperfect.models import CMGANRefiner
 from pixperfect.refine import main as refine_main
-
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+from helpers import tiny_refiner
 
 
 def g(seed=0):
@@ -15,10 +13,7 @@ def g(seed=0):
 
 @pytest.fixture(scope="module")
 def refiner():
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
-    return Refiner(model)
+    return Refiner(tiny_refiner())
 
 
 @pytest.fixture

@@ -12,16 +12,13 @@ from pixperfect import Refiner
 from pixperfect.inference.region import composite_edit
 from pixperfect.models import CMGANRefiner
 from pixperfect.refine import main as refine_main
-
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+from helpers import TINY_REFINER as TINY, tiny_refiner
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny refiner with a non-zero output layer (so it is not the identity), exported."""
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)
+    model = tiny_refiner()
     out = tmp_path_factory.mktemp("refiner")
     model.save_pretrained(out)
     return out, model.eval()

@@ -11,16 +11,12 @@ from PIL import Image
 from pixperfect import Refiner
 from pixperfect.inference.region import composite_edit, default_band_px, edit_alpha
 from pixperfect.models import CMGANRefiner
-
-TINY = dict(channels=[8, 16, 32], num_ffc_blocks=1, style_dim=16, ffc_global_ratio=0.5)
+from helpers import TINY_REFINER as TINY, tiny_refiner
 
 
 @pytest.fixture(scope="module")
 def refiner():
-    torch.manual_seed(0)
-    model = CMGANRefiner(**TINY)
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.05)  # not the identity: it changes every pixel
-    return Refiner(model)
+    return Refiner(tiny_refiner())
 
 
 @pytest.fixture
