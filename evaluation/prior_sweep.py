@@ -8,7 +8,7 @@
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6 --compensate 1 --cg 0,0.125,0.25,0.5
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 4,6,8,12 --compensate 1 --block 0,4
 
-Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap)`` (push-pull
+Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap, block)`` (push-pull
 fill, then ``--cg`` × the longer side CG iterations, the refiner's ``seam_cg``): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
 paste back (the ``seam_offset`` baseline of ``evaluate`` adds the paste-back, like ``membrane``), scored by
 ``evaluation.evaluate`` like any row: masked L1 ÷ the input's, overall and per family. Pick the

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -226,24 +227,29 @@ def model_card(refiner: nn.Module, training: Mapping | None = None, validation: 
 
 
 EXPORT_FILES = ("config.json", "model.safetensors")  # what makes a folder an export (``from_pretrained`` reads them)
+CARD = "README.md"
 
 
 def _same_export(a: Path, b: Path) -> bool:
     """The same refiner: config and weights byte for byte (the card may differ: run dates, tables)."""
-    return all((a / f).is_file() and (b / f).is_file() and (a / f).read_bytes() == (b / f).read_bytes()
-               for f in EXPORT_FILES)
+    return all((a / f).read_bytes() == (b / f).read_bytes() for f in EXPORT_FILES)
 
 
-def _set_aside(out: Path) -> Path:
-    """Rename the export in ``out`` to ``<name>.replaced-<time of its weights>`` beside it (a number
-    appended if taken), so a run that exports to the same place never loses the one before."""
-    weights = out / "model.safetensors"
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime((weights if weights.exists() else out).stat().st_mtime))
-    target = out.with_name(f"{out.name}.replaced-{stamp}")
-    n = 1
-    while target.exists():
-        target, n = out.with_name(f"{out.name}.replaced-{stamp}-{n}"), n + 1
-    out.rename(target)
+def _set_aside(place: Path) -> Path:
+    """Move the export's files in ``place`` (config, weights, card; nothing else) to a new folder
+    ``<name>.replaced-<time of its weights>`` beside it (a number appended if taken), so a run that
+    exports to the same place never loses the one before."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime((place / "model.safetensors").stat().st_mtime))
+    target, n = place.with_name(f"{place.name}.replaced-{stamp}"), 1
+    while True:
+        try:
+            target.mkdir()
+            break
+        except FileExistsError:
+            target, n = place.with_name(f"{place.name}.replaced-{stamp}-{n}"), n + 1
+    for name in (*EXPORT_FILES, CARD):
+        if (place / name).exists():
+            shutil.move(place / name, target / name)  # (copies where the sibling is on another filesystem)
     return target
 
 
@@ -251,11 +257,11 @@ def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | 
                    validation: Mapping | None = None, evaluation: Mapping | str | None = None) -> Path:
     """Write ``config.json`` + ``model.safetensors`` + the ``README.md`` model card.
 
-    Written into a hidden folder beside ``out_dir`` first, then renamed into place, so a crash mid-way
-    never leaves half an export. Nothing written before is lost: a different export already in
-    ``out_dir`` is renamed to ``<name>.replaced-<time>`` (printed); the same weights and config (a
-    rerun of a deterministic recipe) only get their files rewritten, as does a folder with other
-    files and no export."""
+    The files are written into a hidden folder inside ``out_dir`` first, then renamed into place, so
+    an export that fails while writing (a full disk, a bad value) leaves the folder as it was.
+    Nothing written before is lost: the files of a different export already in ``out_dir`` are moved
+    to ``<name>.replaced-<time>`` beside it (printed; any other files stay); the same weights and
+    config again (a rerun of a deterministic recipe) are simply rewritten."""
     out = Path(out_dir)
     for parent in [out, *out.parents]:
         if parent.exists():
@@ -263,22 +269,15 @@ def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | 
                 raise ValueError(f"cannot export to {out}: {parent} is a file, not a folder")
             break
     place = out.resolve()  # ("." has no name to put a sibling beside)
-    place.parent.mkdir(parents=True, exist_ok=True)
-    staging = place.with_name(f".{place.name}.exporting-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    place.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".exporting-", dir=place))
     try:
-        staging.mkdir()
         refiner.save_pretrained(staging)
-        (staging / "README.md").write_text(model_card(refiner, training, validation, evaluation), encoding="utf-8")
-        if place.is_dir() and any((place / f).exists() for f in EXPORT_FILES) and not _same_export(place, staging):
-            print(f"export: {out} held another refiner; kept as {_set_aside(place)}")
-        if place.is_dir() and any(place.iterdir()):  # the same refiner again, or no export among other files
-            for f in staging.iterdir():
-                os.replace(f, place / f.name)
-        else:
-            if place.is_dir():
-                place.rmdir()
-            os.replace(staging, place)
+        (staging / CARD).write_text(model_card(refiner, training, validation, evaluation), encoding="utf-8")
+        if all((place / f).is_file() for f in EXPORT_FILES) and not _same_export(place, staging):
+            print(f"export: {out} held another refiner; its files are kept in {_set_aside(place)}")
+        for name in (*EXPORT_FILES, CARD):
+            os.replace(staging / name, place / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out

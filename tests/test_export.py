@@ -114,9 +114,9 @@ def _same_outputs(folder, model) -> bool:
 
 
 def test_exporting_over_another_refiner_keeps_it_beside(tmp_path, capsys):
-    """Nothing written is lost: a second, different export to the same folder moves the first to
-    ``<name>.replaced-<time>`` (both still load as themselves); the same refiner again replaces its
-    files in place and keeps nothing extra; no staging folder is left."""
+    """Nothing written is lost: a second, different export to the same folder moves the first's files
+    to ``<name>.replaced-<time>`` (both still load as themselves); the same refiner again rewrites its
+    files and keeps nothing extra; no staging folder is left."""
     from pixperfect.export import export_refiner
     first, second = tiny_refiner(0).eval(), tiny_refiner(1).eval()
     out = tmp_path / "refiner"
@@ -125,15 +125,16 @@ def test_exporting_over_another_refiner_keeps_it_beside(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
     export_refiner(second, out)
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]
-    assert len(kept) == 1 and f"kept as {kept[0]}" in capsys.readouterr().out
+    assert len(kept) == 1 and f"kept in {kept[0]}" in capsys.readouterr().out
+    assert sorted(p.name for p in kept[0].iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert _same_outputs(out, second) and _same_outputs(kept[0], first)
-    export_refiner(first, out)  # and back: a second set-aside, under a name of its own
+    export_refiner(first, out)  # and back, within the same second: a set-aside folder of its own
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]) == 2
     assert _same_outputs(out, first)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
-def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+def test_an_export_that_fails_while_writing_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
     from pixperfect import export
     out = tmp_path / "refiner"
     export.export_refiner(tiny_refiner(0).eval(), out)
@@ -145,9 +146,18 @@ def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
 
 
-def test_export_into_a_folder_of_other_files_adds_its_own(tmp_path):
+def test_other_files_stay_where_they_are(tmp_path, monkeypatch):
+    """A folder of other files gets the export's files added; exporting a different refiner there
+    moves only the export's three files aside, never the folder (not even the working directory)."""
     from pixperfect.export import export_refiner
-    (tmp_path / "notes.txt").write_text("mine")
-    export_refiner(tiny_refiner(0).eval(), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt"]
-    assert (tmp_path / "notes.txt").read_text() == "mine" and _same_outputs(tmp_path, tiny_refiner(0).eval())
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    export_refiner(tiny_refiner(0).eval(), ".")
+    assert sorted(p.name for p in work.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt"]
+    export_refiner(tiny_refiner(1).eval(), ".")
+    assert sorted(p.name for p in work.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt"]
+    assert (work / "notes.txt").read_text() == "mine" and _same_outputs(work, tiny_refiner(1).eval())
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("work.replaced-")]
+    assert _same_outputs(kept, tiny_refiner(0).eval()) and not (kept / "notes.txt").exists()

@@ -114,9 +114,10 @@ def correlation_inflation(step_sum: torch.Tensor, crossings: torch.Tensor, radiu
     every crossing as independent reads their window mean as a cast. The ratio compares the spread
     of block means (radius ``block``) with that of single crossings, both about a local mean of
     radius 4·``block`` (so a cast that varies slowly along the seam is not counted as noise), scaled
-    so that independent jumps give 1: (Σ(b − l)²·n_b) / (Σ(p − l)²·(1 − n_b/n_l)) over the window of
-    ``radius``; jumps constant over each block give about its crossings n_b. At least 1: it only
-    ever adds noise to the independent-crossings rule."""
+    so that independent jumps give about 1: (Σ(b − l)²·n_b) / (Σ(p − l)²·(1 − n_b/n_l)) over the
+    window of ``radius``; jumps constant over each block give about its crossings n_b. Clamped to at
+    least 1: it only ever adds noise to the independent-crossings rule. Float32 or wider (as
+    ``seam_offset`` computes)."""
     count = _box_sum(crossings, radius).clamp_min(1.0)
     per_pixel = step_sum / crossings.clamp_min(1.0)
     n_block, n_local = _box_sum(crossings, block), _box_sum(crossings, 4 * block)
@@ -149,7 +150,8 @@ def seam_step(image: torch.Tensor, mask: torch.Tensor, radius: int, shrink: floa
     jump within the noise is exactly zero and an edit with no cast is left as it is; ``"wiener"``
     by |μ|²/(|μ|² + ν), which is never zero (the estimator before session 10). ``block`` > 0 multiplies
     ν by ``correlation_inflation`` at that block radius (0: every crossing independent, the default;
-    measured in docs/seam_prior.md, "Jumps that move together")."""
+    measured in docs/seam_prior.md, "Jumps that move together"); like the shrinkage it needs the
+    window, ``radius`` > 0."""
     if shrinkage not in SHRINKAGES:
         raise ValueError(f"seam_step: shrinkage must be one of {SHRINKAGES}; got {shrinkage!r}")
     m = (mask > 0.5).to(image.dtype)
