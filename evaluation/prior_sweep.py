@@ -7,6 +7,7 @@
 
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6 --compensate 1 --cg 0,0.125,0.25,0.5
     python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 4,6,8,12 --compensate 1 --block 0,4
+    python -m evaluation.prior_sweep --set eval_sets/cbsd68val_256 --ring 32 --shrink 6 --compensate 1 --split-boundary
 
 Each variant is the edit plus ``seam_offset(x_gen, mask, ring, shrink, compensate, gap, block)`` (push-pull
 fill, then ``--cg`` × the longer side CG iterations, the refiner's ``seam_cg``): exactly what an untrained ``seam_prior`` refiner returns, which has no original to
@@ -20,13 +21,14 @@ on the benchmark; ``ring`` is given in pixels at the set's size (``seam_offset``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 
 import torch
 
 from evaluation.evaluate import evaluate, quantized
-from evaluation.sets import EvalInputError, load_set
+from evaluation.sets import EvalInputError, families_of, load_set
 from pixperfect.metrics import masked_l1
 from pixperfect.models.seam_offset import DEFAULT_CG, SHRINKAGES, cg_iterations, seam_offset
 
@@ -128,6 +130,19 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def split_by_boundary(records: list) -> list:
+    """The records with each artifact family split by its sample's boundary (``color_uniform`` →
+    ``color_uniform·feathered`` / ``color_uniform·hard``), so a table shows, e.g., whether casts
+    behind feathered seams are read at all; families without a boundary label keep their name."""
+    out = []
+    for rec in records:
+        fams = families_of(rec)
+        boundary = [f.split(".", 1)[1] for f in fams if f.startswith("boundary.")]
+        split = [f"{f}·{boundary[0]}" if boundary and not f.startswith("boundary.") else f for f in fams]
+        out.append(dataclasses.replace(rec, meta={**rec.meta, "families": split}))
+    return out
+
+
 def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
@@ -180,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=ints, default=[0],
                         help="comma-separated radii in px over which the jump's noise is taken to be correlated "
                              "(batch-means standard error; 0 = every crossing independent, the default)")
+    parser.add_argument("--split-boundary", action="store_true",
+                        help="split each family by its samples' boundary (hard / feathered) in the table")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if any(r < 0 for r in args.ring) or any(s < 0 for s in args.shrink):
@@ -192,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--block takes values ≥ 0")
     try:
         records = load_set(args.set, args.limit)
+        if args.split_boundary:
+            records = split_by_boundary(records)
         table = sweep(records, args.ring, args.shrink, args.compensate, args.gap, args.oracle_gain, args.gain,
                       args.shrinkage, args.output_bits, args.cg, args.block)
     except EvalInputError as e:

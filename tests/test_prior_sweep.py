@@ -184,3 +184,22 @@ def test_block_rows_are_the_prior_with_that_correlation_radius(tmp_path, capsys)
     assert moved[4] < 0.7 * moved[0]
     with pytest.raises(SystemExit):
         main(["--set", str(tmp_path), "--block", "-1"])
+
+
+def test_split_boundary_names_each_family_by_its_seam(tiny_set, capsys):
+    """``--split-boundary``: a family becomes ``family·hard`` / ``family·feathered`` after its sample's
+    boundary label; samples without one (clean, the whole-image VAE) keep their name; the scores are
+    the same samples' as without the split."""
+    from evaluation.prior_sweep import split_by_boundary
+    for name, fams in (("a", ["color_uniform", "boundary.feathered"]), ("b", ["clean"])):
+        (tiny_set / f"{name}.json").write_text(json.dumps({"families": fams}))
+    records = load_set(str(tiny_set))
+    split = split_by_boundary(records)
+    assert [r.meta["families"] for r in split] == [["color_uniform·feathered", "boundary.feathered"], ["clean"]]
+    assert [r.meta["families"] for r in records][0] == ["color_uniform", "boundary.feathered"]  # not changed in place
+    plain = sweep(records, rings=[4], shrinks=[0.0], compensates=[True])["jump ring=4 shrink=0"]
+    by_seam = sweep(split, rings=[4], shrinks=[0.0], compensates=[True])["jump ring=4 shrink=0"]
+    assert by_seam["color_uniform·feathered"] == plain["color_uniform"] and "color_uniform" not in by_seam
+    assert main(["--set", str(tiny_set), "--ring", "4", "--shrink", "0", "--compensate", "1", "--split-boundary"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "color_uniform·feathered" in header and "| clean |" in header
