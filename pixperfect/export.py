@@ -231,8 +231,26 @@ CARD = "README.md"
 
 
 def _same_export(a: Path, b: Path) -> bool:
-    """The same refiner: config and weights byte for byte (the card may differ: run dates, tables)."""
-    return all((a / f).read_bytes() == (b / f).read_bytes() for f in EXPORT_FILES)
+    """The same refiner: the same config and every tensor bit for bit (the card may differ: run dates,
+    tables). Compared as content, not as file bytes: safetensors writes its metadata in hash-map
+    order, which changes from one save to the next. An export that cannot be read is not the same."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        if json.loads((a / "config.json").read_text()) != json.loads((b / "config.json").read_text()):
+            return False
+        with safe_open(a / "model.safetensors", "pt") as fa, safe_open(b / "model.safetensors", "pt") as fb:
+            if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
+                return False
+            return all(_bitwise_equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        return False
+
+
+def _bitwise_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    return torch.equal(x.contiguous().view(-1).view(torch.uint8), y.contiguous().view(-1).view(torch.uint8))
 
 
 def _set_aside(place: Path) -> Path:

@@ -161,3 +161,33 @@ def test_other_files_stay_where_they_are(tmp_path, monkeypatch):
     assert (work / "notes.txt").read_text() == "mine" and _same_outputs(work, tiny_refiner(1).eval())
     (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("work.replaced-")]
     assert _same_outputs(kept, tiny_refiner(0).eval()) and not (kept / "notes.txt").exists()
+
+
+def test_the_same_refiner_is_recognised_by_content_not_file_bytes(tmp_path):
+    """safetensors writes its metadata in hash-map order, so two saves of one refiner can differ as
+    files: a header with the metadata keys the other way round is still the same export; a weight
+    changed from 0.0 to −0.0 (equal as numbers, not as bits) is not, nor is an unreadable file."""
+    import struct
+
+    from safetensors.torch import load_file, save_file
+
+    from pixperfect.export import _same_export, export_refiner
+    a, b = tmp_path / "a", tmp_path / "b"
+    export_refiner(tiny_refiner(0).eval(), a)
+    export_refiner(tiny_refiner(0).eval(), b)
+    raw = (a / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    assert len(header["__metadata__"]) >= 2
+    header["__metadata__"] = dict(reversed(list(header["__metadata__"].items())))
+    text = json.dumps(header, separators=(",", ":")).encode().ljust(n)  # the same length: offsets unchanged
+    (b / "model.safetensors").write_bytes(raw[:8] + text + raw[8 + n:])
+    assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
+    assert _same_export(a, b)
+    tensors = load_file(a / "model.safetensors")
+    zero = next(k for k, v in tensors.items() if (v == 0).any())
+    tensors[zero] = torch.where(tensors[zero] == 0, torch.tensor(-0.0), tensors[zero])
+    save_file(tensors, b / "model.safetensors", metadata=header["__metadata__"])
+    assert not _same_export(a, b)
+    (b / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert not _same_export(a, b)  # unreadable: set aside, never taken for the same
