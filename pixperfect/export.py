@@ -231,13 +231,17 @@ CARD = "README.md"
 
 
 def _same_export(a: Path, b: Path) -> bool:
-    """The same refiner: the same config and every tensor bit for bit (the card may differ: run dates,
-    tables). Compared as content, not as file bytes: safetensors writes its metadata in hash-map
-    order, which changes from one save to the next. An export that cannot be read is not the same."""
+    """The same refiner: the same config (whatever diffusers version wrote it) and every tensor bit
+    for bit; the card may differ (run dates, tables). Compared as content, not as file bytes:
+    safetensors writes its metadata in hash-map order, which changes from one save to the next. An
+    export that is incomplete or cannot be read is not the same."""
     from safetensors import SafetensorError, safe_open
 
+    def config(folder: Path) -> dict:
+        return {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k != "_diffusers_version"}
+
     try:
-        if json.loads((a / "config.json").read_text()) != json.loads((b / "config.json").read_text()):
+        if config(a) != config(b):
             return False
         with safe_open(a / "model.safetensors", "pt") as fa, safe_open(b / "model.safetensors", "pt") as fb:
             if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
@@ -253,22 +257,27 @@ def _bitwise_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
     return torch.equal(x.contiguous().view(-1).view(torch.uint8), y.contiguous().view(-1).view(torch.uint8))
 
 
-def _set_aside(place: Path) -> Path:
-    """Move the export's files in ``place`` (config, weights, card; nothing else) to a new folder
-    ``<name>.replaced-<time of its weights>`` beside it (a number appended if taken), so a run that
-    exports to the same place never loses the one before."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime((place / "model.safetensors").stat().st_mtime))
-    target, n = place.with_name(f"{place.name}.replaced-{stamp}"), 1
-    while True:
+def _set_aside(place: Path, names: list[str]) -> Path:
+    """Keep the files ``names`` of ``place`` (an earlier export's config, weights, card) in a new
+    folder ``<name>.replaced-<time>`` beside it, dated by its weights (now, without them); a number is
+    appended if the name is taken. The files are first renamed into a hidden folder inside ``place``
+    (the same filesystem: nothing is copied, nothing is half-moved), which is then renamed beside it;
+    where that cannot be done (a parent that is not writable, another filesystem) the folder stays
+    inside, as ``replaced-<time>``."""
+    weights = place / "model.safetensors"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(weights.stat().st_mtime if weights.exists() else None))
+    holding = Path(tempfile.mkdtemp(prefix=".replaced-", dir=place))
+    for name in names:
+        os.replace(place / name, holding / name)
+    for base in (place.with_name(f"{place.name}.replaced-{stamp}"), place / f"replaced-{stamp}"):
+        candidates = [base, *(base.with_name(f"{base.name}-{n}") for n in range(1, 1000))]
+        target = next(c for c in candidates if not c.exists())
         try:
-            target.mkdir()
-            break
-        except FileExistsError:
-            target, n = place.with_name(f"{place.name}.replaced-{stamp}-{n}"), n + 1
-    for name in (*EXPORT_FILES, CARD):
-        if (place / name).exists():
-            shutil.move(place / name, target / name)  # (copies where the sibling is on another filesystem)
-    return target
+            os.rename(holding, target)
+            return target
+        except OSError:
+            continue
+    return holding  # (kept where it is: hidden, but nothing lost)
 
 
 def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | None = None,
@@ -277,9 +286,10 @@ def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | 
 
     The files are written into a hidden folder inside ``out_dir`` first, then renamed into place, so
     an export that fails while writing (a full disk, a bad value) leaves the folder as it was.
-    Nothing written before is lost: the files of a different export already in ``out_dir`` are moved
-    to ``<name>.replaced-<time>`` beside it (printed; any other files stay); the same weights and
-    config again (a rerun of a deterministic recipe) are simply rewritten."""
+    Nothing written before is lost: unless they are the same refiner (the same config and weights: a
+    rerun of a deterministic recipe, whose files are simply rewritten), whatever of the three files is
+    already in ``out_dir`` is moved to ``<name>.replaced-<time>`` beside it (printed; see
+    ``_set_aside``); any other files stay where they are."""
     out = Path(out_dir)
     for parent in [out, *out.parents]:
         if parent.exists():
@@ -292,8 +302,9 @@ def export_refiner(refiner: nn.Module, out_dir: str | Path, training: Mapping | 
     try:
         refiner.save_pretrained(staging)
         (staging / CARD).write_text(model_card(refiner, training, validation, evaluation), encoding="utf-8")
-        if all((place / f).is_file() for f in EXPORT_FILES) and not _same_export(place, staging):
-            print(f"export: {out} held another refiner; its files are kept in {_set_aside(place)}")
+        present = [name for name in (*EXPORT_FILES, CARD) if (place / name).exists()]
+        if present and not _same_export(place, staging):
+            print(f"export: {out} held {', '.join(present)} of another refiner; kept in {_set_aside(place, present)}")
         for name in (*EXPORT_FILES, CARD):
             os.replace(staging / name, place / name)
     finally:

@@ -2,6 +2,8 @@
 still loadable with from_pretrained; bad inputs are one line and exit 2; nothing half-written."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,11 +127,13 @@ def test_exporting_over_another_refiner_keeps_it_beside(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
     export_refiner(second, out)
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]
-    assert len(kept) == 1 and f"kept in {kept[0]}" in capsys.readouterr().out
+    assert len(kept) == 1 and f"of another refiner; kept in {kept[0]}" in capsys.readouterr().out
     assert sorted(p.name for p in kept[0].iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert _same_outputs(out, second) and _same_outputs(kept[0], first)
-    export_refiner(first, out)  # and back, within the same second: a set-aside folder of its own
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]) == 2
+    t = (kept[0] / "model.safetensors").stat().st_mtime
+    os.utime(out / "model.safetensors", (t, t))  # weights of the same second: the name takes a number
+    export_refiner(first, out)
+    assert (tmp_path / f"{kept[0].name}-1").is_dir() and _same_outputs(tmp_path / f"{kept[0].name}-1", second)
     assert _same_outputs(out, first)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
@@ -191,3 +195,42 @@ def test_the_same_refiner_is_recognised_by_content_not_file_bytes(tmp_path):
     assert not _same_export(a, b)
     (b / "model.safetensors").write_bytes(b"not a safetensors file")
     assert not _same_export(a, b)  # unreadable: set aside, never taken for the same
+
+
+def test_an_incomplete_export_is_kept_too_and_the_version_of_diffusers_does_not_matter(tmp_path, capsys):
+    """Weights without their config (a half-copied folder) are not overwritten: they move aside.
+    A config that differs only in the diffusers version that wrote it is the same refiner."""
+    from pixperfect.export import export_refiner
+    out = tmp_path / "refiner"
+    export_refiner(tiny_refiner(0).eval(), out)
+    (out / "config.json").unlink()
+    old = (out / "model.safetensors").read_bytes()
+    export_refiner(tiny_refiner(0).eval(), out)
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]
+    assert sorted(p.name for p in kept.iterdir()) == ["README.md", "model.safetensors"]
+    assert (kept / "model.safetensors").read_bytes() == old
+    assert "held model.safetensors, README.md of another refiner" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "_diffusers_version": "0.0.1"}))
+    export_refiner(tiny_refiner(0).eval(), out)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("refiner.replaced-")]) == 1
+
+
+def test_set_aside_stays_inside_where_it_cannot_go_beside(tmp_path, monkeypatch, capsys):
+    """A parent that is not writable, or another filesystem: the earlier export is kept inside the
+    folder as ``replaced-<time>`` (renamed, never copied), not lost and not an error."""
+    from pixperfect import export
+    out = tmp_path / "refiner"
+    export.export_refiner(tiny_refiner(0).eval(), out)
+    real_rename = os.rename
+
+    def no_sibling(src, dst):
+        if Path(dst).parent != Path(src).parent.parent or Path(dst).parent == out:
+            return real_rename(src, dst)
+        raise OSError(18, "Invalid cross-device link")
+    monkeypatch.setattr(export.os, "rename", no_sibling)
+    export.export_refiner(tiny_refiner(1).eval(), out)
+    (kept,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert _same_outputs(kept, tiny_refiner(0).eval()) and _same_outputs(out, tiny_refiner(1).eval())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refiner"]
+    assert f"kept in {kept}" in capsys.readouterr().out
