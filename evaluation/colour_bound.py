@@ -2,6 +2,7 @@
 
     python -m evaluation.colour_bound --set .cache/cpu_small_benchmark_256
     python -m evaluation.colour_bound --set .cache/demo_benchmark_256 --windows 8,16,32
+    python -m evaluation.colour_bound --set eval_sets/cbsd68val_256 --split-boundary
 
 A refiner, or a prior, that fixes colour (an offset, a per-channel gain and offset, smooth in space)
 cannot remove error that is not colour: texture, a re-inpainted band, detail an autoencoder lost.
@@ -27,7 +28,7 @@ import torch
 from kornia.filters import box_blur
 
 from evaluation.evaluate import quantized
-from evaluation.prior_sweep import format_table, scored, table_of
+from evaluation.prior_sweep import format_table, scored, split_by_boundary, table_of
 from evaluation.sets import EvalInputError, load_set
 from pixperfect.metrics import masked_l1
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="window radii as fractions side/k, comma-separated k (default 8,16)")
     parser.add_argument("--output-bits", type=int, default=None,
                         help="score every row as an image of this many bits per channel (evaluate's output_bits)")
+    parser.add_argument("--split-boundary", action="store_true",
+                        help="split each family by its samples' seam (hard / feathered), as prior_sweep does")
     args = parser.parse_args(argv)
     try:
         windows = [int(v) for v in args.windows.split(",")]
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         records = load_set(args.set)
+        if args.split_boundary:
+            records = split_by_boundary(records)
         methods = {"input": lambda g, m, o, i: g, **oracle_methods(windows)}
         if args.output_bits is not None:  # every row rounded, the input (the denominator) included
             methods = {name: quantized(fn, args.output_bits) for name, fn in methods.items()}

@@ -109,6 +109,12 @@ def test_cli_prints_every_bound_row_per_family_and_refuses_bad_windows(tmp_path,
         assert float(cells[cast_col]) < 0.05        # a uniform cast: every colour fit removes it
         # blur is not colour: no colour fit removes much of it (and none makes it worse)
         assert 0.7 < float(cells[header.index("texture_blur")]) <= 1.0
+    assert main(["--set", str(tmp_path), "--windows", "4", "--split-boundary"]) == 0  # the same rows, by seam
+    split = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in split[1].split("|")[1:-1]]
+    assert "color_uniform" not in header and "texture_blur·hard" in header
+    for line in (line for line in split if line.startswith("| ") and "variant" not in line):
+        assert float([c.strip() for c in line.split("|")[1:-1]][header.index("color_uniform·hard")]) < 0.05
     assert main(["--set", str(tmp_path), "--windows", "0"]) == 2
     assert "--windows" in capsys.readouterr().err
     assert main(["--set", str(tmp_path), "--output-bits", "0"]) == 2
